@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * tcpgadget's kernel side: one event per TCP connect (C), accept (A) and
+ * close (X), built only on tracepoints (a stable ABI, and all that kernels
+ * without kprobes offer):
+ *
+ *   sock:inet_sock_set_state  every TCP state change (tp_btf, or raw_tp)
+ *   syscalls:sys_exit_accept4 / sys_exit_accept   who accepted a socket
+ *   syscalls:sys_enter_close  who is closing a socket
+ *
+ * State changes of interest and the context they run in:
+ *   CLOSE -> SYN_SENT             connect(), process context: record owner
+ *   SYN_SENT -> ESTABLISHED       softirq: emit C with the recorded owner
+ *   SYN_SENT -> CLOSE             softirq or close(): emit C with sk_err
+ *   ESTABLISHED|CLOSE_WAIT -> *   the connection stops being open: emit X
+ *     -> FIN_WAIT1 | LAST_ACK     only from close()/shutdown(): current task
+ *     -> CLOSE                    reset, timeout, or close() with unread
+ *                                 data: the task that called close() on it
+ *                                 if any, else the recorded owner
+ */
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "tcptracer.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define SOCK_STREAM 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define PF_KTHREAD 0x00200000
+#define ECONNABORTED 103
+
+/* include/net/tcp_states.h */
+enum {
+	TCP_ESTABLISHED = 1,
+	TCP_SYN_SENT = 2,
+	TCP_SYN_RECV = 3,
+	TCP_FIN_WAIT1 = 4,
+	TCP_CLOSE = 7,
+	TCP_CLOSE_WAIT = 8,
+	TCP_LAST_ACK = 9,
+};
+
+const volatile struct tcptracer_config config = {
+	.kinds = KIND_ALL,
+};
+
+/* The process a connection is attributed to. */
+struct owner {
+	__u64 cgroup_id;
+	__u32 mntns_id;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	char comm[TASK_COMM_LEN];
+};
+
+/* sk -> the process that connected or accepted it. LRU: an entry that is
+ * never cleaned up (a socket we did not see close) cannot fill the map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+/* sk -> the last process that called close() on one of its fds. The socket
+ * itself is released later (fput runs as task work after the syscall's
+ * exit tracepoint), so the closer is looked up by socket, not by thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owner);
+} closers SEC(".maps");
+
+/* Mount namespaces whose processes are traced when
+ * config.filter_mntns_enabled is set; kept up to date by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} allowed_mntns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* user space may resize */
+} events SEC(".maps");
+
+/* Events dropped because the ring buffer was full, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+/* Keeps struct event in the object's BTF, where a test checks the decoder. */
+const struct event *unused_event __attribute__((unused));
+
+static __always_inline bool is_open(int state)
+{
+	return state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT;
+}
+
+static __always_inline void owner_from_current(struct owner *o)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	/* 0 once an exiting task has dropped its namespaces. */
+	o->mntns_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	o->pid = pid_tgid >> 32;
+	o->tid = (__u32)pid_tgid;
+	o->uid = (__u32)uid_gid;
+	o->gid = uid_gid >> 32;
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline bool current_is_kthread(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, flags) & PF_KTHREAD;
+}
+
+/* Applied to the attributed process (NULL for U events, which have none). */
+static __always_inline bool owner_allowed(const struct owner *o)
+{
+	if (!o)
+		return !config.filter_pid && !config.filter_comm_enabled &&
+		       !config.filter_mntns_enabled;
+	if (config.filter_pid && o->pid != config.filter_pid)
+		return false;
+	if (config.filter_comm_enabled) {
+		for (int i = 0; i < TASK_COMM_LEN; i++) {
+			if (o->comm[i] != config.filter_comm[i])
+				return false;
+			if (!o->comm[i])
+				break;
+		}
+	}
+	if (config.filter_mntns_enabled &&
+	    !bpf_map_lookup_elem(&allowed_mntns, &o->mntns_id))
+		return false;
+	return true;
+}
+
+/* Wake the reader only once enough data is queued; it also polls on a
+ * timer, so a quiet system still sees its few events promptly. */
+static __always_inline long wakeup_flags(void)
+{
+	if (!config.wakeup_bytes)
+		return 0;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= config.wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void emit(struct sock *sk, __u8 type,
+				 const struct owner *o, __u16 error)
+{
+	struct event *e;
+	__u16 family;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *count = bpf_map_lookup_elem(&lost, &zero);
+
+		if (count)
+			*count += 1;
+		return;
+	}
+
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->timestamp_ns = bpf_ktime_get_boot_ns();
+	e->netns_id = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	e->family = family;
+	/* inet_sport, not skc_num: a closing socket's port is released (skc_num
+	 * zeroed) before the tracepoint fires on recent kernels. */
+	e->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->error = error;
+	e->type = type;
+	if (family == AF_INET) {
+		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+		bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	if (o) {
+		e->cgroup_id = o->cgroup_id;
+		e->mntns_id = o->mntns_id;
+		e->pid = o->pid;
+		e->tid = o->tid;
+		e->uid = o->uid;
+		e->gid = o->gid;
+		__builtin_memcpy(e->comm, o->comm, TASK_COMM_LEN);
+	} else {
+		e->cgroup_id = 0;
+		e->mntns_id = 0;
+		e->pid = 0;
+		e->tid = 0;
+		e->uid = 0;
+		e->gid = 0;
+		__builtin_memset(e->comm, 0, TASK_COMM_LEN);
+	}
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+static __always_inline bool wanted(__u32 kind)
+{
+	return config.kinds & kind;
+}
+
+/* Emits C/A/X for a known process, U for an unknown one, if selected. */
+static __always_inline void emit_attributed(struct sock *sk, __u8 type, __u32 kind,
+					    const struct owner *o, __u16 error)
+{
+	if (!o) {
+		if (wanted(KIND_UNKNOWN) && owner_allowed(0))
+			emit(sk, EVENT_UNKNOWN, 0, error);
+		return;
+	}
+	if (wanted(kind) && owner_allowed(o))
+		emit(sk, type, o, error);
+}
+
+static __always_inline void on_close(struct sock *sk, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct owner *owner = bpf_map_lookup_elem(&owners, &key);
+	struct owner *closer = bpf_map_lookup_elem(&closers, &key);
+	const struct owner *who = 0;
+	struct owner current;
+
+	if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) &&
+	    !current_is_kthread()) {
+		/* Only close() and shutdown() make these transitions. */
+		owner_from_current(&current);
+		if (!current.mntns_id && owner)
+			current.mntns_id = owner->mntns_id;
+		who = &current;
+	} else if (closer) {
+		who = closer;
+	} else if (owner) {
+		who = owner;
+	}
+	emit_attributed(sk, EVENT_CLOSE, KIND_CLOSE, who, 0);
+	if (owner)
+		bpf_map_delete_elem(&owners, &key);
+	if (closer)
+		bpf_map_delete_elem(&closers, &key);
+}
+
+static __always_inline int handle_set_state(struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct owner *owner;
+
+	/* Most transitions (LISTEN, FIN_WAIT2, TIME_WAIT, ...) are not
+	 * interesting: leave before reading anything. */
+	if (newstate == TCP_SYN_SENT) {
+		struct owner current;
+
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+			return 0;
+		owner_from_current(&current);
+		bpf_map_update_elem(&owners, &key, &current, BPF_ANY);
+		return 0;
+	}
+	if (oldstate == TCP_SYN_SENT) {
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+			return 0;
+		owner = bpf_map_lookup_elem(&owners, &key);
+		if (newstate == TCP_ESTABLISHED) {
+			emit_attributed(sk, EVENT_CONNECT, KIND_CONNECT, owner, 0);
+		} else if (newstate == TCP_CLOSE) {
+			/* sk_err is set before tcp_done(); 0 means the
+			 * application gave up (closed) before an answer. */
+			__u16 err = BPF_CORE_READ(sk, sk_err);
+
+			if (!err)
+				err = ECONNABORTED;
+			emit_attributed(sk, EVENT_CONNECT, KIND_CONNECT_FAILED, owner, err);
+			if (owner)
+				bpf_map_delete_elem(&owners, &key);
+		}
+		return 0;
+	}
+	if (is_open(oldstate) && !is_open(newstate)) {
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+			return 0;
+		on_close(sk, newstate);
+		return 0;
+	}
+	if (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE) {
+		/* Accepted (TCP Fast Open) but never established. */
+		bpf_map_delete_elem(&owners, &key);
+	}
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_set_state_btf, const struct sock *sk, const int oldstate,
+	     const int newstate)
+{
+	return handle_set_state((struct sock *)sk, oldstate, newstate);
+}
+
+/* Same handler for kernels whose BTF cannot type the tracepoint. */
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(tcp_set_state_raw, const struct sock *sk, const int oldstate,
+	     const int newstate)
+{
+	return handle_set_state((struct sock *)sk, oldstate, newstate);
+}
+
+/* The TCP (IPv4 or IPv6) socket of a file, or NULL. */
+static __always_inline struct sock *tcp_sock_from_file(struct file *file)
+{
+	struct socket *socket;
+	struct sock *sk;
+	__u16 family;
+
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	socket = BPF_CORE_READ(file, private_data);
+	sk = BPF_CORE_READ(socket, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
+	    BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return sk;
+}
+
+/* The TCP socket behind a file descriptor of the current process. */
+static __always_inline struct sock *tcp_sock_from_fd(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = 0;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	return tcp_sock_from_file(file);
+}
+
+/* Tracepoint records of syscalls (see events/syscalls/<name>/format). */
+struct syscall_exit_ctx {
+	__u64 common;
+	__s32 syscall_nr;
+	__s32 pad;
+	long ret;
+};
+
+struct syscall_enter_close_ctx {
+	__u64 common;
+	__s32 syscall_nr;
+	__s32 pad;
+	__u64 fd;
+};
+
+static __always_inline int handle_accept(long fd)
+{
+	struct owner current;
+	struct sock *sk;
+	__u64 key;
+
+	if (fd < 0)
+		return 0;
+	sk = tcp_sock_from_fd(fd);
+	if (!sk)
+		return 0;
+	key = (__u64)sk;
+	owner_from_current(&current);
+	bpf_map_update_elem(&owners, &key, &current, BPF_ANY);
+	if (wanted(KIND_ACCEPT) && owner_allowed(&current))
+		emit(sk, EVENT_ACCEPT, &current, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tcp_accept4_exit(struct syscall_exit_ctx *ctx)
+{
+	return handle_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tcp_accept_exit(struct syscall_exit_ctx *ctx)
+{
+	return handle_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int tcp_close_enter(struct syscall_enter_close_ctx *ctx)
+{
+	struct owner current;
+	struct sock *sk;
+	__u64 key;
+
+	sk = tcp_sock_from_fd((long)(__u32)ctx->fd);
+	if (!sk || !is_open(BPF_CORE_READ(sk, __sk_common.skc_state)))
+		return 0;
+	key = (__u64)sk;
+	owner_from_current(&current);
+	bpf_map_update_elem(&closers, &key, &current, BPF_ANY);
+	return 0;
+}
+
+/*
+ * Run once by user space after attaching: records an owner for every open
+ * connection that already existed, so that one reset or timed out in
+ * softirq is still attributed (X, not U). Existing entries (connections
+ * seen live since attaching) are kept.
+ */
+SEC("iter/task_file")
+int seed_owners(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	struct owner owner;
+	struct sock *sk;
+	__u64 key;
+
+	if (!task || !file)
+		return 0;
+	sk = tcp_sock_from_file(file);
+	if (!sk || !is_open(BPF_CORE_READ(sk, __sk_common.skc_state)))
+		return 0;
+	key = (__u64)sk;
+	owner.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	owner.mntns_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	owner.pid = BPF_CORE_READ(task, tgid);
+	owner.tid = BPF_CORE_READ(task, pid);
+	owner.uid = BPF_CORE_READ(task, cred, uid.val);
+	owner.gid = BPF_CORE_READ(task, cred, gid.val);
+	BPF_CORE_READ_STR_INTO(&owner.comm, task, comm);
+	bpf_map_update_elem(&owners, &key, &owner, BPF_NOEXIST);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,93 @@
+/**
+ * The output columns: their names (as in `-o custom-columns=`), headers,
+ * widths and values. The default set and widths are those of Inspektor
+ * Gadget's `trace tcp`; the others are hidden unless asked for.
+ *
+ * @module
+ */
+
+import type { TraceEvent } from "../k8s/enrich.ts";
+import { UsageError } from "../core/errors.ts";
+
+/** One column of the table output. */
+export interface Column {
+  /** Name in `custom-columns`, lower case. */
+  name: string;
+  header: string;
+  /** Minimum width; a longer value widens the column, never truncated. */
+  width: number;
+  value: (event: TraceEvent) => string;
+}
+
+/** Shown for Kubernetes fields of a process outside any container. */
+export const NONE = "<>";
+
+const orNone = (value: string | undefined) => value || NONE;
+
+/** Every column, default ones first, in default order. */
+export const COLUMNS: readonly Column[] = [
+  { name: "node", header: "NODE", width: 16, value: (e) => orNone(e.node) },
+  { name: "namespace", header: "NAMESPACE", width: 16, value: (e) => orNone(e.namespace) },
+  { name: "pod", header: "POD", width: 16, value: (e) => orNone(e.pod) },
+  { name: "container", header: "CONTAINER", width: 16, value: (e) => orNone(e.container) },
+  { name: "t", header: "T", width: 1, value: (e) => e.type },
+  { name: "pid", header: "PID", width: 6, value: (e) => String(e.pid) },
+  { name: "comm", header: "COMM", width: 16, value: (e) => e.comm },
+  { name: "ip", header: "IP", width: 3, value: (e) => String(e.ipversion) },
+  { name: "saddr", header: "SADDR", width: 16, value: (e) => e.saddr },
+  { name: "daddr", header: "DADDR", width: 16, value: (e) => e.daddr },
+  { name: "sport", header: "SPORT", width: 7, value: (e) => String(e.sport) },
+  { name: "dport", header: "DPORT", width: 7, value: (e) => String(e.dport) },
+  // Hidden by default.
+  { name: "error", header: "ERROR", width: 12, value: (e) => e.error ?? "" },
+  { name: "tid", header: "TID", width: 7, value: (e) => String(e.tid) },
+  { name: "uid", header: "UID", width: 6, value: (e) => String(e.uid) },
+  { name: "gid", header: "GID", width: 6, value: (e) => String(e.gid) },
+  { name: "mntns", header: "MNTNS", width: 11, value: (e) => String(e.mntns) },
+  { name: "netns", header: "NETNS", width: 11, value: (e) => String(e.netns) },
+  { name: "timestamp", header: "TIMESTAMP", width: 30, value: (e) => formatTimestamp(e.timestamp) },
+];
+
+/** The default columns, as Inspektor Gadget prints them. */
+export const DEFAULT_COLUMNS: readonly Column[] = COLUMNS.slice(0, 12);
+
+/**
+ * Parses the list of `-o custom-columns=a,b,c`: names case-insensitive,
+ * order kept.
+ *
+ * @example
+ * ```ts
+ * import { parseCustomColumns } from "./columns.ts";
+ * parseCustomColumns("PID,comm").map((c) => c.header); // ["PID", "COMM"]
+ * ```
+ */
+export function parseCustomColumns(list: string): Column[] {
+  const names = list.split(",").map((name) => name.trim().toLowerCase());
+  if (names.some((name) => name === "")) {
+    throw new UsageError(`empty column name in custom-columns=${list}`);
+  }
+  return names.map((name) => {
+    const column = COLUMNS.find((c) => c.name === name);
+    if (!column) {
+      throw new UsageError(
+        `unknown column "${name}"; valid columns: ${COLUMNS.map((c) => c.name).join(", ")}`,
+      );
+    }
+    return column;
+  });
+}
+
+/**
+ * RFC 3339 UTC time with nanoseconds, from nanoseconds since the epoch.
+ *
+ * @example
+ * ```ts
+ * import { formatTimestamp } from "./columns.ts";
+ * formatTimestamp(1_700_000_000_123_456_789n); // "2023-11-14T22:13:20.123456789Z"
+ * ```
+ */
+export function formatTimestamp(ns: bigint): string {
+  const seconds = ns / 1_000_000_000n;
+  const fraction = (ns % 1_000_000_000n).toString().padStart(9, "0");
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${fraction}Z`;
+}

@@ -1,0 +1,180 @@
+/**
+ * Flags of `tcpgadget trace tcp`, named as Inspektor Gadget names them.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { UsageError } from "../core/errors.ts";
+
+/** Parsed and validated flags of `trace tcp`. */
+export interface TraceFlags {
+  output: string;
+  /** Seconds; undefined: until interrupted. */
+  timeout?: number;
+  pid?: number;
+  comm?: string;
+  connectOnly: boolean;
+  acceptOnly: boolean;
+  failureOnly: boolean;
+  namespace?: string;
+  allNamespaces: boolean;
+  podname?: string;
+  containername?: string;
+  /** `-l k=v,k2=v2` as pairs. */
+  selector?: Record<string, string>;
+  nodes?: string[];
+  /** Include host processes when a container filter is given. */
+  host: boolean;
+  /** Where the host's root file system is (in a pod: /host). */
+  hostRoot: string;
+  help: boolean;
+}
+
+const OPTIONS = {
+  output: { type: "string", short: "o", default: "columns" },
+  timeout: { type: "string", short: "t" },
+  pid: { type: "string" },
+  comm: { type: "string" },
+  "connect-only": { type: "boolean", default: false },
+  "accept-only": { type: "boolean", default: false },
+  "failure-only": { type: "boolean", default: false },
+  namespace: { type: "string", short: "n" },
+  "all-namespaces": { type: "boolean", short: "A", default: false },
+  podname: { type: "string", short: "p" },
+  containername: { type: "string", short: "c" },
+  selector: { type: "string", short: "l" },
+  node: { type: "string" },
+  host: { type: "boolean", default: false },
+  "host-root": { type: "string", default: "/" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** Usage text of `trace tcp`. */
+export const TRACE_HELP = `Trace TCP connect (C), accept (A) and close (X) events.
+
+Usage:
+  tcpgadget trace tcp [flags]
+
+Flags:
+  -o, --output FORMAT        columns (default), custom-columns=a,b,..., json, jsonpretty
+  -t, --timeout SECONDS      stop after this many seconds
+      --pid PID              only events of this process (in the kernel)
+      --comm NAME            only events of processes with this command name (in the kernel)
+      --connect-only         only connect events (successful and failed)
+      --accept-only          only accept events
+      --failure-only         only failed connect events
+  -n, --namespace NS         only pods of this Kubernetes namespace
+  -A, --all-namespaces       pods of every namespace
+  -p, --podname NAME         only this pod
+  -c, --containername NAME   only this container
+  -l, --selector K=V,...     only pods with these labels
+      --node NAME,...        only these nodes (cluster mode)
+      --host                 with a pod filter, also show host processes
+      --host-root PATH       the host's / (default /; in a pod, where it is mounted)
+  -h, --help                 show this help
+
+Columns (custom-columns names; the first twelve are the default):
+  node namespace pod container t pid comm ip saddr daddr sport dport
+  error tid uid gid mntns netns timestamp
+`;
+
+/**
+ * Parses `trace tcp` arguments.
+ *
+ * @example
+ * ```ts
+ * import { parseTraceFlags } from "./flags.ts";
+ * parseTraceFlags(["-o", "json", "--pid", "42"]).pid; // 42
+ * ```
+ */
+export function parseTraceFlags(args: string[]): TraceFlags {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (error) {
+    throw new UsageError(describeParseError(error));
+  }
+  const flags: TraceFlags = {
+    output: values.output,
+    connectOnly: values["connect-only"],
+    acceptOnly: values["accept-only"],
+    failureOnly: values["failure-only"],
+    allNamespaces: values["all-namespaces"],
+    host: values.host,
+    hostRoot: values["host-root"],
+    help: values.help,
+  };
+  if (values.timeout !== undefined) flags.timeout = positiveNumber("--timeout", values.timeout);
+  if (values.pid !== undefined) flags.pid = positiveInteger("--pid", values.pid);
+  if (values.comm !== undefined) {
+    if (values.comm === "") throw new UsageError("--comm needs a command name");
+    flags.comm = values.comm;
+  }
+  if (values.namespace !== undefined) flags.namespace = nonEmpty("--namespace", values.namespace);
+  if (values.podname !== undefined) flags.podname = nonEmpty("--podname", values.podname);
+  if (values.containername !== undefined) {
+    flags.containername = nonEmpty("--containername", values.containername);
+  }
+  if (values.selector !== undefined) flags.selector = parseSelector(values.selector);
+  if (values.node !== undefined) {
+    flags.nodes = values.node.split(",").map((n) => n.trim()).filter(Boolean);
+    if (flags.nodes.length === 0) throw new UsageError("--node needs at least one node name");
+  }
+  if (flags.namespace !== undefined && flags.allNamespaces) {
+    throw new UsageError("--namespace and --all-namespaces cannot be used together");
+  }
+  return flags;
+}
+
+/** Parses a label selector `k=v,k2=v2` (equality only, as Inspektor Gadget). */
+export function parseSelector(text: string): Record<string, string> {
+  const selector: Record<string, string> = {};
+  for (const part of text.split(",")) {
+    const match = part.trim().match(/^([^=!\s]+)==?([^=\s]*)$/);
+    if (!match) throw new UsageError(`invalid selector "${part}": expected key=value`);
+    selector[match[1]] = match[2];
+  }
+  return selector;
+}
+
+function nonEmpty(flag: string, value: string): string {
+  if (value.trim() === "") throw new UsageError(`${flag} needs a value`);
+  return value;
+}
+
+function positiveNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || text.trim() === "") {
+    throw new UsageError(`${flag} must be a positive number of seconds, got "${text}"`);
+  }
+  return value;
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value <= 0 || value > 0xffff_ffff) {
+    throw new UsageError(`${flag} must be a positive integer, got "${text}"`);
+  }
+  return value;
+}
+
+function describeParseError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string }).code;
+  const option = message.match(/'(-[^' ]+)/)?.[1];
+  switch (code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown flag ${option ?? message} (see 'tcpgadget trace tcp --help')`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return message.includes("argument missing") || message.includes("<value>")
+        ? `flag ${option ?? ""} needs a value`.replace("  ", " ")
+        : message.split("\n")[0];
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return `unexpected argument ${
+        message.match(/'([^']+)'/)?.[1] ?? ""
+      } (see 'tcpgadget trace tcp --help')`;
+    default:
+      return message.split("\n")[0];
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The `tcpgadget` command line: subcommands, error reporting, exit status.
+ *
+ * @module
+ */
+
+import { TcpgadgetError, UsageError } from "../core/errors.ts";
+import { parseTraceFlags, TRACE_HELP } from "./flags.ts";
+import { traceTcp } from "./trace.ts";
+import { versionReport } from "./version.ts";
+
+/** Top-level usage text. */
+export const HELP = `tcpgadget: trace TCP connections with eBPF, with process, container and pod.
+
+Usage:
+  tcpgadget trace tcp [flags]   trace connect, accept and close events (see --help)
+  tcpgadget version             versions of tcpgadget, libbpf and the BPF object
+  tcpgadget help                this text
+`;
+
+/**
+ * Runs the command line and returns the exit status. User errors are
+ * printed as one line; anything else is a bug and says so.
+ */
+export async function main(args: string[]): Promise<number> {
+  try {
+    return await dispatch(args);
+  } catch (error) {
+    if (error instanceof TcpgadgetError) {
+      console.error(`tcpgadget: ${error.message}`);
+      return error.exitCode;
+    }
+    if (Deno.env.get("TCPGADGET_DEBUG")) console.error(error);
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(
+      `tcpgadget: internal error: ${message.split("\n")[0]} (set TCPGADGET_DEBUG=1 for details)`,
+    );
+    return 70;
+  }
+}
+
+async function dispatch(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case undefined:
+    case "help":
+    case "-h":
+    case "--help":
+      console.log(HELP);
+      return command === undefined ? 2 : 0;
+    case "version":
+    case "--version":
+      console.log(versionReport());
+      return 0;
+    case "trace": {
+      const [gadget, ...flags] = rest;
+      if (gadget !== "tcp") {
+        throw new UsageError(
+          gadget === undefined || gadget.startsWith("-")
+            ? "trace needs a gadget: tcpgadget trace tcp"
+            : `unknown gadget "${gadget}": only "tcp" is available`,
+        );
+      }
+      const parsed = parseTraceFlags(flags);
+      if (parsed.help) {
+        console.log(TRACE_HELP);
+        return 0;
+      }
+      return await traceTcp(parsed);
+    }
+    default:
+      throw new UsageError(`unknown command "${command}" (see 'tcpgadget help')`);
+  }
+}

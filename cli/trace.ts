@@ -1,0 +1,100 @@
+/**
+ * `tcpgadget trace tcp` in node mode: the whole flow of an event, from the
+ * kernel to a line of output:
+ *
+ *   kernel event --(ring buffer)--> decode --> enrich --> filter --> format
+ *
+ * and the ways it ends: Ctrl-C, SIGTERM, SIGHUP, --timeout, or the reader
+ * of stdout going away. Every way ends with all programs detached.
+ *
+ * @module
+ */
+
+import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
+import { type Enricher, NodeEnricher } from "../k8s/enrich.ts";
+import { type KubernetesFilter, matchesFilter } from "../k8s/filter.ts";
+import { formatterFor } from "./format.ts";
+import { LineOutput } from "./output.ts";
+import type { TraceFlags } from "./flags.ts";
+
+/** Where `trace tcp` writes; tests substitute their own. */
+export interface TraceIo {
+  stdout: { writeSync(data: Uint8Array): number };
+  /** One diagnostic line (no newline). */
+  warn(message: string): void;
+}
+
+const DEFAULT_IO: TraceIo = {
+  stdout: Deno.stdout,
+  warn: (message) => console.error(`tcpgadget: ${message}`),
+};
+
+const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** The tracer options that `trace tcp` flags ask for. */
+export function tracerOptions(flags: TraceFlags, io: TraceIo = DEFAULT_IO): TracerOptions {
+  return {
+    pid: flags.pid,
+    comm: flags.comm,
+    kinds: { connect: flags.connectOnly, accept: flags.acceptOnly, failure: flags.failureOnly },
+    onWarning: io.warn,
+  };
+}
+
+/** The pod and container selection that `trace tcp` flags ask for. */
+export function kubernetesFilter(flags: TraceFlags): KubernetesFilter {
+  return {
+    namespace: flags.allNamespaces ? undefined : flags.namespace,
+    pod: flags.podname,
+    container: flags.containername,
+    labels: flags.selector,
+    host: flags.host,
+  };
+}
+
+/** Runs `trace tcp` on this host until it is told to stop. Returns the exit status. */
+export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Promise<number> {
+  // Validate the output format before touching the kernel.
+  const formatter = formatterFor(flags.output);
+  const filter = kubernetesFilter(flags);
+  const output = new LineOutput(io.stdout);
+  const tracer = TcpTracer.open(tracerOptions(flags, io));
+  const enricher: Enricher = new NodeEnricher();
+
+  const stop = () => tracer.stop();
+  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, stop);
+  const timer = flags.timeout === undefined ? undefined : setTimeout(stop, flags.timeout * 1000);
+  try {
+    // Printed once the programs are attached, so a script can wait for it.
+    const header = formatter.header();
+    if (header !== undefined) output.line(header);
+    else io.warn(`tracing TCP connections (attached via ${tracer.attachMethod})`);
+    output.flush();
+
+    const handle = (event: Parameters<Enricher["enrich"]>[0]) => {
+      const enriched = enricher.enrich(event);
+      if (matchesFilter(enriched, filter)) output.line(formatter.format(enriched));
+    };
+    let lastLostCheck = performance.now();
+    let running = true;
+    while (running && !output.closed) {
+      tracer.drain(handle);
+      if (!output.flush() || output.readerGone()) break;
+      if (performance.now() - lastLostCheck >= 1000) {
+        tracer.reportLost();
+        lastLostCheck = performance.now();
+      }
+      running = await tracer.wait();
+    }
+    // Events that happened before the stop still count.
+    if (!output.closed) {
+      tracer.drain(handle);
+      output.flush();
+    }
+  } finally {
+    clearTimeout(timer);
+    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, stop);
+    await tracer.close();
+  }
+  return 0;
+}

@@ -1,0 +1,197 @@
+/**
+ * The event model: what the kernel reports (`struct event` of
+ * bpf/tcptracer.h) and its decoding into a typed {@link TcpEvent}.
+ *
+ * @module
+ */
+
+import { errnoName } from "./errno.ts";
+
+/** The T column: connect, accept, close, unknown. */
+export type EventType = "C" | "A" | "X" | "U";
+
+/** The JSON `operation` of each {@link EventType}. */
+export const OPERATIONS = {
+  C: "connect",
+  A: "accept",
+  X: "close",
+  U: "unknown",
+} as const satisfies Record<EventType, string>;
+
+/** One TCP event, decoded. */
+export interface TcpEvent {
+  type: EventType;
+  /** Wall-clock time of the event, nanoseconds since the Unix epoch. */
+  timestamp: bigint;
+  /** Process (thread group) the event is attributed to; 0 for U. */
+  pid: number;
+  tid: number;
+  uid: number;
+  gid: number;
+  comm: string;
+  /** Mount namespace inode number of the process (0 if unknown). */
+  mntns: number;
+  /** Network namespace inode number of the socket. */
+  netns: number;
+  /** cgroup v2 id of the process (0 if unknown). */
+  cgroupId: bigint;
+  ipversion: 4 | 6;
+  /** Local address and port (for an accepted connection: the server's). */
+  saddr: string;
+  sport: number;
+  /** Remote address and port. */
+  daddr: string;
+  dport: number;
+  /** errno name of a failed connect ("ECONNREFUSED"), else undefined. */
+  error?: string;
+}
+
+// struct event (bpf/tcptracer.h); tests/event_layout_test.ts checks these
+// offsets against the BTF of the compiled object.
+export const EVENT_LAYOUT = {
+  size: 104,
+  timestamp_ns: 0,
+  cgroup_id: 8,
+  mntns_id: 16,
+  netns_id: 20,
+  pid: 24,
+  tid: 28,
+  uid: 32,
+  gid: 36,
+  saddr: 40,
+  daddr: 56,
+  sport: 72,
+  dport: 74,
+  family: 76,
+  error: 78,
+  type: 80,
+  comm: 84,
+} as const;
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+const TYPE_CODES: Readonly<Record<number, EventType>> = { 1: "C", 2: "A", 3: "X", 4: "U" };
+
+/**
+ * Decodes `struct event` records. `bootToRealtimeNs` converts the kernel's
+ * boot-time clock to wall-clock time.
+ */
+export class EventDecoder {
+  readonly #bootToRealtimeNs: bigint;
+
+  constructor(bootToRealtimeNs: bigint) {
+    this.#bootToRealtimeNs = bootToRealtimeNs;
+  }
+
+  /**
+   * Decodes one record at `offset` of `view`.
+   *
+   * @example
+   * ```ts
+   * import { EventDecoder, EVENT_LAYOUT } from "./event.ts";
+   * const bytes = new Uint8Array(EVENT_LAYOUT.size);
+   * const view = new DataView(bytes.buffer);
+   * view.setUint8(EVENT_LAYOUT.type, 1);
+   * view.setUint16(EVENT_LAYOUT.family, 2, true);
+   * const event = new EventDecoder(0n).decode(view, 0);
+   * event.type; // "C"
+   * ```
+   */
+  decode(view: DataView, offset: number): TcpEvent {
+    const L = EVENT_LAYOUT;
+    const family = view.getUint16(offset + L.family, true);
+    const errorCode = view.getUint16(offset + L.error, true);
+    const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, L.size);
+    let ipversion: 4 | 6;
+    let saddr: string;
+    let daddr: string;
+    if (family === AF_INET) {
+      ipversion = 4;
+      saddr = formatIPv4(bytes, L.saddr);
+      daddr = formatIPv4(bytes, L.daddr);
+    } else if (
+      isV4Mapped(bytes, L.daddr) && (isV4Mapped(bytes, L.saddr) || isZero(bytes, L.saddr))
+    ) {
+      // A dual-stack socket talking to an IPv4 peer.
+      ipversion = 4;
+      saddr = formatIPv4(bytes, L.saddr + 12);
+      daddr = formatIPv4(bytes, L.daddr + 12);
+    } else {
+      ipversion = 6;
+      saddr = formatIPv6(bytes, L.saddr);
+      daddr = formatIPv6(bytes, L.daddr);
+    }
+    const event: TcpEvent = {
+      type: TYPE_CODES[view.getUint8(offset + L.type)] ?? "U",
+      timestamp: view.getBigUint64(offset + L.timestamp_ns, true) + this.#bootToRealtimeNs,
+      pid: view.getUint32(offset + L.pid, true),
+      tid: view.getUint32(offset + L.tid, true),
+      uid: view.getUint32(offset + L.uid, true),
+      gid: view.getUint32(offset + L.gid, true),
+      comm: decodeComm(bytes, L.comm),
+      mntns: view.getUint32(offset + L.mntns_id, true),
+      netns: view.getUint32(offset + L.netns_id, true),
+      cgroupId: view.getBigUint64(offset + L.cgroup_id, true),
+      ipversion,
+      saddr,
+      sport: view.getUint16(offset + L.sport, true),
+      daddr,
+      dport: view.getUint16(offset + L.dport, true),
+    };
+    if (errorCode) event.error = errnoName(errorCode);
+    return event;
+  }
+}
+
+function decodeComm(bytes: Uint8Array, at: number): string {
+  let text = "";
+  for (let i = at; i < at + 16; i++) {
+    const c = bytes[i];
+    if (c === 0) break;
+    text += String.fromCharCode(c);
+  }
+  return text;
+}
+
+function isZero(bytes: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 16; i++) if (bytes[at + i] !== 0) return false;
+  return true;
+}
+
+function isV4Mapped(bytes: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 10; i++) if (bytes[at + i] !== 0) return false;
+  return bytes[at + 10] === 0xff && bytes[at + 11] === 0xff;
+}
+
+/** Dotted quad of 4 bytes in network order. */
+export function formatIPv4(bytes: Uint8Array, at = 0): string {
+  return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
+}
+
+/**
+ * RFC 5952 text of 16 bytes: lower case, leading zeros dropped, the first
+ * longest run of two or more zero groups replaced by "::".
+ */
+export function formatIPv6(bytes: Uint8Array, at = 0): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push((bytes[at + 2 * i] << 8) | bytes[at + 2 * i + 1]);
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) {
+      bestStart = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = (list: number[]) => list.map((g) => g.toString(16)).join(":");
+  if (bestStart < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLength))}`;
+}

@@ -1,0 +1,351 @@
+/**
+ * The TCP tracer: loads the embedded BPF object, configures it, attaches
+ * it, and turns ring buffer records into {@link TcpEvent}s.
+ *
+ * @module
+ */
+
+import tcptracerObject from "../bpf/tcptracer.bpf.o" with { type: "bytes" };
+import { type BpfLink, type BpfMap, BpfObject, possibleCpus } from "./object.ts";
+import { RingBufferReader } from "./ringbuf.ts";
+import { EventDecoder, type TcpEvent } from "./event.ts";
+import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "./libc.ts";
+import { openLibbpf } from "./libbpf.ts";
+import { TcpgadgetError, UnsupportedError } from "./errors.ts";
+import { ensureTracefs, requireBpfPrivileges, requireKernelBtf } from "./system.ts";
+
+/** The compiled kernel program, embedded in tcpgadget. */
+export const BPF_OBJECT: Uint8Array = tcptracerObject;
+
+// KIND_* of bpf/tcptracer.h
+export const KIND_CONNECT = 0x1;
+export const KIND_CONNECT_FAILED = 0x2;
+export const KIND_ACCEPT = 0x4;
+export const KIND_CLOSE = 0x8;
+export const KIND_UNKNOWN = 0x10;
+export const KIND_ALL = 0x1f;
+
+/** Which events to report; the kernel drops the others. */
+export interface EventKinds {
+  /** Connects, successful and failed. */
+  connect?: boolean;
+  /** Accepts. */
+  accept?: boolean;
+  /** Failed connects only. */
+  failure?: boolean;
+}
+
+/**
+ * The kernel's event mask for the `--connect-only`, `--accept-only` and
+ * `--failure-only` selections: their union, or everything if none is set.
+ */
+export function kindsMask(kinds: EventKinds = {}): number {
+  let mask = 0;
+  if (kinds.connect) mask |= KIND_CONNECT | KIND_CONNECT_FAILED;
+  if (kinds.accept) mask |= KIND_ACCEPT;
+  if (kinds.failure) mask |= KIND_CONNECT_FAILED;
+  return mask || KIND_ALL;
+}
+
+/** Options of {@link TcpTracer.open}. */
+export interface TracerOptions {
+  /** Only events attributed to this process id (thread group id). */
+  pid?: number;
+  /** Only events attributed to processes with this command name. */
+  comm?: string;
+  /** Event kinds to report (default: all). */
+  kinds?: EventKinds;
+  /**
+   * Only processes in these mount namespaces (container filter). The set
+   * can be changed while tracing with {@link TcpTracer.allowMountNamespace}.
+   */
+  mountNamespaces?: Iterable<number>;
+  /** Ring buffer size in bytes, a power of two (default 8 MiB). */
+  ringBufferBytes?: number;
+  /**
+   * The kernel wakes the reader once this many bytes are queued (default
+   * 256 KiB); the reader also polls every {@link pollIntervalMs}.
+   */
+  wakeupBytes?: number;
+  /** Longest delay before a queued event is read (default 100 ms). */
+  pollIntervalMs?: number;
+  /** Force the raw tracepoint instead of tp_btf (tests, old kernels). */
+  forceRawTracepoint?: boolean;
+  /** Called with warnings (a program that could not attach, lost events). */
+  onWarning?: (message: string) => void;
+}
+
+/** How the state-change program was attached. */
+export type AttachMethod = "tp_btf" | "raw_tp";
+
+// struct tcptracer_config (bpf/tcptracer.h)
+const CONFIG_SIZE = 40;
+
+/** Encodes `struct tcptracer_config`. */
+export function encodeConfig(options: TracerOptions): Uint8Array {
+  const bytes = new Uint8Array(CONFIG_SIZE);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, options.pid ?? 0, true);
+  view.setUint32(4, kindsMask(options.kinds), true);
+  view.setBigUint64(8, BigInt(options.wakeupBytes ?? 256 * 1024), true);
+  if (options.comm !== undefined) {
+    view.setUint8(16, 1);
+    // The kernel keeps 15 bytes of a command name.
+    const comm = new TextEncoder().encode(options.comm).subarray(0, 15);
+    bytes.set(comm, 24);
+  }
+  if (options.mountNamespaces !== undefined) view.setUint8(17, 1);
+  return bytes;
+}
+
+const STATE_PROGRAMS: Record<AttachMethod, string> = {
+  tp_btf: "tcp_set_state_btf",
+  raw_tp: "tcp_set_state_raw",
+};
+
+/**
+ * Traces TCP connects, accepts and closes on this host.
+ *
+ * @example
+ * ```ts ignore
+ * const tracer = TcpTracer.open({ kinds: { connect: true } });
+ * try {
+ *   for await (const event of tracer.events()) {
+ *     console.log(event.type, event.pid, event.comm, event.daddr, event.dport);
+ *   }
+ * } finally {
+ *   await tracer.close();
+ * }
+ * ```
+ */
+export class TcpTracer {
+  readonly #object: BpfObject;
+  readonly #links: BpfLink[];
+  readonly #reader: RingBufferReader;
+  readonly #decoder: EventDecoder;
+  readonly #lostMap: BpfMap;
+  readonly #mntnsMap: BpfMap;
+  readonly #lostValue: Uint8Array;
+  readonly #pollIntervalMs: number;
+  readonly #onWarning: (message: string) => void;
+  #lostReported = 0n;
+  #closed = false;
+  /** How the state-change program is attached. */
+  readonly attachMethod: AttachMethod;
+  /** Milliseconds from {@link open} to attached programs. */
+  readonly startupMs: number;
+
+  private constructor(
+    object: BpfObject,
+    links: BpfLink[],
+    attachMethod: AttachMethod,
+    options: TracerOptions,
+    startupMs: number,
+  ) {
+    this.#object = object;
+    this.#links = links;
+    this.attachMethod = attachMethod;
+    this.startupMs = startupMs;
+    const events = object.map("events");
+    this.#reader = new RingBufferReader(events.fd, events.maxEntries);
+    this.#decoder = new EventDecoder(clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME));
+    this.#lostMap = object.map("lost");
+    this.#mntnsMap = object.map("allowed_mntns");
+    this.#lostValue = new Uint8Array(8 * possibleCpus());
+    this.#pollIntervalMs = options.pollIntervalMs ?? 100;
+    this.#onWarning = options.onWarning ?? ((message) => console.error(`tcpgadget: ${message}`));
+  }
+
+  /**
+   * Checks the host, loads the BPF object into the kernel and attaches it.
+   * Events are queued in the kernel from the moment this resolves.
+   */
+  static open(options: TracerOptions = {}): TcpTracer {
+    const started = performance.now();
+    if (Deno.build.os !== "linux") throw new UnsupportedError("tcpgadget runs on Linux only");
+    requireBpfPrivileges();
+    requireKernelBtf();
+    ensureTracefs();
+    const { symbols } = openLibbpf();
+    if (symbols.libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, null) === 0) {
+      throw new UnsupportedError("this kernel has no BPF ring buffer (Linux 5.8 or later needed)");
+    }
+    const warn = options.onWarning ?? ((m: string) => console.error(`tcpgadget: ${m}`));
+    // Preferred first; each later attempt needs less of the kernel.
+    const attempts = ATTEMPTS.filter((a) => !options.forceRawTracepoint || a.method === "raw_tp");
+    let firstError: unknown;
+    for (const { method, seed } of attempts) {
+      let object: BpfObject | undefined;
+      const links: BpfLink[] = [];
+      try {
+        object = loadObject(method, seed, options);
+        links.push(object.program(STATE_PROGRAMS[method]).attach());
+        for (const program of object.programs()) {
+          if (!program.autoload || program.name.startsWith("tcp_set_state")) continue;
+          if (program.name === SEED_PROGRAM) continue;
+          try {
+            links.push(program.attach());
+          } catch (error) {
+            // Without syscall tracepoints, accepts and closers are unknown
+            // but connects and closes are still traced.
+            warn(
+              `${program.name} not attached (${message(error)}): events it attributes show as U`,
+            );
+          }
+        }
+        const seeder = object.program(SEED_PROGRAM);
+        // After attaching, so that no connection falls between the two.
+        if (seeder.autoload) seeder.runIterator();
+        else if (!seed) warn("cannot list existing connections: their owners are unknown");
+        const tracer = new TcpTracer(object, links, method, options, performance.now() - started);
+        for (const mntns of options.mountNamespaces ?? []) tracer.allowMountNamespace(mntns);
+        return tracer;
+      } catch (error) {
+        for (const link of links) link.close();
+        object?.close();
+        firstError ??= error;
+        if (error instanceof TcpgadgetError && error.name === "PermissionError") break;
+      }
+    }
+    throw firstError;
+  }
+
+  /**
+   * Reads every queued event and hands each to `handler`. Returns how many
+   * were read; 0 means the queue was empty.
+   */
+  drain(handler: (event: TcpEvent) => void): number {
+    const decoder = this.#decoder;
+    return this.#reader.consume((view, offset) => handler(decoder.decode(view, offset)));
+  }
+
+  /** Raw records, for callers that decode themselves (benchmarks). */
+  drainRaw(handler: (view: DataView, offset: number, length: number) => void): number {
+    return this.#reader.consume(handler);
+  }
+
+  /**
+   * Waits for the kernel's wakeup or the poll interval. Returns false once
+   * {@link stop} was called.
+   */
+  wait(): Promise<boolean> {
+    return this.#reader.wait(this.#pollIntervalMs);
+  }
+
+  /** Ends {@link events} and any pending {@link wait} promptly. */
+  stop(): void {
+    this.#reader.interrupt();
+  }
+
+  /** Events yielded as they arrive, until {@link stop} or {@link close}. */
+  async *events(): AsyncGenerator<TcpEvent> {
+    const batch: TcpEvent[] = [];
+    while (!this.#closed) {
+      this.drain((event) => batch.push(event));
+      this.reportLost();
+      if (batch.length > 0) {
+        yield* batch.splice(0);
+        continue;
+      }
+      if (!(await this.wait())) {
+        this.drain((event) => batch.push(event));
+        yield* batch.splice(0);
+        return;
+      }
+    }
+  }
+
+  /** Events dropped by the kernel so far because the ring buffer was full. */
+  lostEvents(): bigint {
+    if (this.#closed) return this.#lostReported;
+    const key = new Uint8Array(4);
+    if (!this.#lostMap.lookup(key, this.#lostValue)) return 0n;
+    const view = new DataView(this.#lostValue.buffer);
+    let total = 0n;
+    for (let i = 0; i < this.#lostValue.length; i += 8) total += view.getBigUint64(i, true);
+    return total;
+  }
+
+  /** Warns "lost N events" if more were lost since the last report. */
+  reportLost(): void {
+    const lost = this.lostEvents();
+    if (lost > this.#lostReported) {
+      this.#onWarning(`lost ${lost - this.#lostReported} events (ring buffer full)`);
+      this.#lostReported = lost;
+    }
+  }
+
+  /** Lets processes of a mount namespace through the container filter. */
+  allowMountNamespace(mntns: number): void {
+    const key = new Uint8Array(new Uint32Array([mntns]).buffer);
+    this.#mntnsMap.update(key, new Uint8Array([1]));
+  }
+
+  /** Removes a mount namespace from the container filter. */
+  disallowMountNamespace(mntns: number): void {
+    this.#mntnsMap.delete(new Uint8Array(new Uint32Array([mntns]).buffer));
+  }
+
+  /** Detaches every program and frees every kernel object. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    for (const link of this.#links) link.close();
+    try {
+      this.reportLost();
+    } catch {
+      // the report is best effort while closing
+    }
+    this.#closed = true;
+    await this.#reader.close();
+    this.#object.close();
+  }
+}
+
+const BPF_MAP_TYPE_RINGBUF = 27;
+const SEED_PROGRAM = "seed_owners";
+
+/**
+ * Ways to load the object, best first: the state-change program as tp_btf
+ * or raw_tp, with or without the iterator that finds the owners of
+ * connections that existed before tracing.
+ */
+const ATTEMPTS: readonly { method: AttachMethod; seed: boolean }[] = [
+  { method: "tp_btf", seed: true },
+  { method: "raw_tp", seed: true },
+  { method: "raw_tp", seed: false },
+];
+
+function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions): BpfObject {
+  const object = BpfObject.open(BPF_OBJECT, "tcptracer");
+  try {
+    object.setConstant("config", encodeConfig(options));
+    const kinds = kindsMask(options.kinds);
+    for (const [other, program] of Object.entries(STATE_PROGRAMS)) {
+      if (other !== method) object.program(program).autoload = false;
+    }
+    // Accepts are needed for A and to know who owns a connection at X;
+    // closers only for X.
+    const needsOwners = (kinds & (KIND_ACCEPT | KIND_CLOSE | KIND_UNKNOWN)) !== 0;
+    const needsClosers = (kinds & (KIND_CLOSE | KIND_UNKNOWN)) !== 0;
+    object.program("tcp_accept4_exit").autoload = needsOwners;
+    object.program("tcp_accept_exit").autoload = needsOwners;
+    object.program("tcp_close_enter").autoload = needsClosers;
+    object.program(SEED_PROGRAM).autoload = seed && needsOwners;
+    if (options.ringBufferBytes !== undefined) {
+      const size = options.ringBufferBytes;
+      if (size < 4096 || (size & (size - 1)) !== 0) {
+        throw new TcpgadgetError(`ring buffer size ${size} is not a power of two of at least 4096`);
+      }
+      object.map("events").maxEntries = size;
+    }
+    object.load();
+    return object;
+  } catch (error) {
+    object.close();
+    throw error;
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

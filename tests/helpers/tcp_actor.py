@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""A process that makes TCP connections on command, for the tracer's tests.
+
+Usage: tcp_actor.py COMM
+Sets its command name (what the tracer reports as COMM), then reads one
+command per line on stdin and answers each with one JSON line on stdout:
+
+  pid                              {"pid": N}
+  listen ADDR [v6only]             {"sock": S, "port": P}
+  connect ADDR PORT [BIND_ADDR]    {"sock": S, "sport": P, "error": null|"ECONNREFUSED"}
+  accept S                         {"sock": S2, "port": local, "peer_port": P}
+  fork_accept S COMM               a child named COMM accepts on S, waits
+                                   for the peer to close, closes, exits:
+                                   {"pid": child, "peer_port": P}
+  wait_child                       {"status": N} once the fork_accept child ends
+  send S                           {"ok": true}
+  wait_eof S                       reads until EOF or reset: {"reset": bool}
+  shutdown S                       shutdown(SHUT_WR): {"ok": true}
+  close S                          {"ok": true}
+  rst S                            close with SO_LINGER 0 (sends RST): {"ok": true}
+  exit                             exits
+"""
+
+import errno
+import json
+import os
+import socket
+import struct
+import sys
+
+
+def set_comm(name):
+    with open("/proc/self/comm", "w") as f:
+        f.write(name)
+
+
+def family_of(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def main():
+    set_comm(sys.argv[1])
+    socks = {}
+    children = []
+    next_id = [0]
+
+    def keep(sock):
+        next_id[0] += 1
+        socks[next_id[0]] = sock
+        return next_id[0]
+
+    def reply(value):
+        sys.stdout.write(json.dumps(value) + "\n")
+        sys.stdout.flush()
+
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        command, args = words[0], words[1:]
+        if command == "pid":
+            reply({"pid": os.getpid()})
+        elif command == "listen":
+            addr = args[0]
+            sock = socket.socket(family_of(addr), socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family_of(addr) == socket.AF_INET6:
+                v6only = 1 if len(args) > 1 and args[1] == "v6only" else 0
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+            sock.bind((addr, 0))
+            sock.listen(16)
+            reply({"sock": keep(sock), "port": sock.getsockname()[1]})
+        elif command == "connect":
+            addr, port = args[0], int(args[1])
+            family = family_of(addr)
+            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            bind_addr = args[2] if len(args) > 2 else wildcard
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            # Bound first, so the source port is known even if connect fails.
+            sock.bind((bind_addr, 0))
+            sport = sock.getsockname()[1]
+            error = None
+            try:
+                sock.connect((addr, port))
+            except OSError as e:
+                error = errno.errorcode.get(e.errno, str(e.errno))
+            reply({"sock": keep(sock), "sport": sport, "error": error})
+        elif command == "accept":
+            conn, peer = socks[int(args[0])].accept()
+            reply({"sock": keep(conn), "port": conn.getsockname()[1], "peer_port": peer[1]})
+        elif command == "fork_accept":
+            listener = socks[int(args[0])]
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_end)
+                set_comm(args[1])
+                conn, peer = listener.accept()
+                os.write(write_end, json.dumps({"peer_port": peer[1]}).encode() + b"\n")
+                os.close(write_end)
+                while conn.recv(4096):
+                    pass
+                conn.close()
+                os._exit(0)
+            os.close(write_end)
+            with os.fdopen(read_end) as pipe:
+                report = json.loads(pipe.readline())
+            children.append(pid)
+            report["pid"] = pid
+            reply(report)
+        elif command == "wait_child":
+            _, status = os.waitpid(children.pop(0), 0)
+            reply({"status": status})
+        elif command == "send":
+            socks[int(args[0])].sendall(b"hello")
+            reply({"ok": True})
+        elif command == "wait_eof":
+            sock = socks[int(args[0])]
+            reset = False
+            try:
+                while sock.recv(4096):
+                    pass
+            except ConnectionResetError:
+                reset = True
+            reply({"reset": reset})
+        elif command == "shutdown":
+            socks[int(args[0])].shutdown(socket.SHUT_WR)
+            reply({"ok": True})
+        elif command == "close":
+            socks.pop(int(args[0])).close()
+            reply({"ok": True})
+        elif command == "rst":
+            sock = socks.pop(int(args[0]))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+            reply({"ok": True})
+        elif command == "exit":
+            break
+        else:
+            reply({"error": "unknown command " + command})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+/**
+ * The tracer in the real kernel: real processes (tcp_actor.py, each with its
+ * own command name) make real connections, and every event of those
+ * connections is asserted exactly: kind, PID, COMM, IP version, addresses,
+ * ports, error, and that each occurs exactly once.
+ */
+
+import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
+import { Actor } from "./helpers/actors.ts";
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { assertSameEvents, collectEvents, type ExpectedEvent } from "./helpers/collect.ts";
+import { createLinkedNetns, netnsInode } from "./helpers/netns.ts";
+import { needsBpf } from "./helpers/privileges.ts";
+
+const ignore = needsBpf("tracer_test.ts");
+
+/** Runs `body` with a fresh tracer and actors, closing all of them after. */
+async function withTracer(
+  options: TracerOptions,
+  body: (tracer: TcpTracer) => Promise<void>,
+): Promise<void> {
+  const tracer = TcpTracer.open(options);
+  try {
+    await body(tracer);
+  } finally {
+    await tracer.close();
+  }
+}
+
+async function actors(...comms: string[]): Promise<Actor[] & AsyncDisposable> {
+  const list = await Promise.all(comms.map((comm) => Actor.start(comm)));
+  return Object.assign(list, {
+    async [Symbol.asyncDispose]() {
+      await Promise.all(list.map((actor) => actor.stop()));
+    },
+  });
+}
+
+interface Connection {
+  listenPort: number;
+  clientPort: number;
+  clientSock: number;
+  serverSock: number;
+}
+
+async function connect(server: Actor, client: Actor, listenAddr: string, connectAddr = listenAddr) {
+  const listener = await server.do(`listen ${listenAddr}`);
+  const connected = await client.do(`connect ${connectAddr} ${listener.port}`);
+  assertEquals(connected.error, null);
+  const accepted = await server.do(`accept ${listener.sock}`);
+  assertEquals(accepted.peer_port, connected.sport);
+  return {
+    listenPort: listener.port as number,
+    clientPort: connected.sport as number,
+    clientSock: connected.sock as number,
+    serverSock: accepted.sock as number,
+  } satisfies Connection;
+}
+
+/** The four events of a connection opened and closed in the traced window. */
+function lifecycle(
+  server: Actor,
+  client: Actor,
+  c: Connection,
+  ipversion: 4 | 6,
+  serverAddr: string,
+  clientAddr: string,
+): ExpectedEvent[] {
+  const clientSide = {
+    pid: client.pid,
+    comm: client.comm,
+    ipversion,
+    saddr: clientAddr,
+    sport: c.clientPort,
+    daddr: serverAddr,
+    dport: c.listenPort,
+  };
+  const serverSide = {
+    pid: server.pid,
+    comm: server.comm,
+    ipversion,
+    saddr: serverAddr,
+    sport: c.listenPort,
+    daddr: clientAddr,
+    dport: c.clientPort,
+  };
+  return [
+    { type: "C", ...clientSide },
+    { type: "A", ...serverSide },
+    { type: "X", ...clientSide },
+    { type: "X", ...serverSide },
+  ];
+}
+
+for (
+  const [name, listenAddr, connectAddr, ipversion, addr] of [
+    ["IPv4", "127.0.0.1", "127.0.0.1", 4, "127.0.0.1"],
+    ["IPv6", "::1", "::1", 6, "::1"],
+    // A dual-stack listener accepts IPv4 as ::ffff:127.0.0.1: reported as IP 4.
+    ["IPv4 on a dual-stack listener", "::", "127.0.0.1", 4, "127.0.0.1"],
+  ] as const
+) {
+  for (const closer of ["client", "server"] as const) {
+    Deno.test({
+      name: `tracer: ${name} connect, accept, ${closer} closes first`,
+      ignore,
+      fn: () =>
+        withTracer({}, async (tracer) => {
+          await using list = await actors("tg-server", "tg-client");
+          const [server, client] = list;
+          const c = await connect(server, client, listenAddr, connectAddr);
+          await client.do(`send ${c.clientSock}`);
+          if (closer === "client") {
+            await client.do(`close ${c.clientSock}`);
+            await server.do(`wait_eof ${c.serverSock}`);
+            await server.do(`close ${c.serverSock}`);
+          } else {
+            await server.do(`close ${c.serverSock}`);
+            await client.do(`wait_eof ${c.clientSock}`);
+            await client.do(`close ${c.clientSock}`);
+          }
+          const events = await collectEvents(tracer, [c.listenPort], 4);
+          assertSameEvents(events, lifecycle(server, client, c, ipversion, addr, addr));
+          // Process and namespace details of the client's connect.
+          const connectEvent = events.find((e) => e.type === "C")!;
+          assertEquals(connectEvent.tid, client.pid);
+          assertEquals(connectEvent.uid, Deno.uid());
+          assertEquals(connectEvent.mntns, Deno.statSync(`/proc/${client.pid}/ns/mnt`).ino);
+          assertEquals(connectEvent.netns, Deno.statSync(`/proc/${client.pid}/ns/net`).ino);
+          const wallClockMs = Number(connectEvent.timestamp / 1_000_000n);
+          assert(Math.abs(wallClockMs - Date.now()) < 60_000, "timestamp is wall-clock time");
+        }),
+    });
+  }
+}
+
+Deno.test({
+  name: "tracer: accept in a forked worker is attributed to the worker",
+  ignore,
+  fn: () =>
+    withTracer({}, async (tracer) => {
+      await using list = await actors("tg-master", "tg-client");
+      const [master, client] = list;
+      const listener = await master.do("listen 127.0.0.1");
+      // The master answers once its worker has accepted.
+      const forked = master.do(`fork_accept ${listener.sock} tg-worker`);
+      const connected = await client.do(`connect 127.0.0.1 ${listener.port}`);
+      const worker = await forked;
+      assertEquals(worker.peer_port, connected.sport);
+      await client.do(`close ${connected.sock}`);
+      await master.do("wait_child");
+      const events = await collectEvents(tracer, [listener.port], 4);
+      const workerActor = { pid: worker.pid as number, comm: "tg-worker" } as Actor;
+      assertSameEvents(
+        events,
+        lifecycle(workerActor, client, {
+          listenPort: listener.port,
+          clientPort: connected.sport,
+          clientSock: 0,
+          serverSock: 0,
+        }, 4, "127.0.0.1", "127.0.0.1"),
+      );
+    }),
+});
+
+Deno.test({
+  name: "tracer: a reset is attributed to the closer and, on the peer, to the owner",
+  ignore,
+  fn: () =>
+    withTracer({}, async (tracer) => {
+      await using list = await actors("tg-server", "tg-client");
+      const [server, client] = list;
+      const c = await connect(server, client, "127.0.0.1");
+      // SO_LINGER 0: the server's close sends RST; the client's socket is
+      // closed in softirq, while no process is closing it.
+      await server.do(`rst ${c.serverSock}`);
+      assertEquals((await client.do(`wait_eof ${c.clientSock}`)).reset, true);
+      await client.do(`close ${c.clientSock}`);
+      const events = await collectEvents(tracer, [c.listenPort], 4);
+      assertSameEvents(events, lifecycle(server, client, c, 4, "127.0.0.1", "127.0.0.1"));
+    }),
+});
+
+Deno.test({
+  name: "tracer: a refused connect is a connect event with ECONNREFUSED, and no close",
+  ignore,
+  fn: () =>
+    withTracer({}, async (tracer) => {
+      await using list = await actors("tg-refused");
+      const [client] = list;
+      // A port that was just free: nothing listens on it.
+      const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (probe.addr as Deno.NetAddr).port;
+      probe.close();
+      const connected = await client.do(`connect 127.0.0.1 ${port}`);
+      assertEquals(connected.error, "ECONNREFUSED");
+      const events = await collectEvents(tracer, [port], 1);
+      assertSameEvents(events, [{
+        type: "C",
+        pid: client.pid,
+        comm: "tg-refused",
+        ipversion: 4,
+        saddr: "127.0.0.1",
+        sport: connected.sport,
+        daddr: "127.0.0.1",
+        dport: port,
+        error: "ECONNREFUSED",
+      }]);
+    }),
+});
+
+Deno.test({
+  name: "tracer: a connection opened before tracing started gets its closes",
+  ignore,
+  async fn() {
+    await using list = await actors("tg-server", "tg-client");
+    const [server, client] = list;
+    const c = await connect(server, client, "127.0.0.1");
+    await withTracer({}, async (tracer) => {
+      await client.do(`close ${c.clientSock}`);
+      await server.do(`wait_eof ${c.serverSock}`);
+      await server.do(`close ${c.serverSock}`);
+      const events = await collectEvents(tracer, [c.listenPort], 2);
+      assertSameEvents(
+        events,
+        lifecycle(server, client, c, 4, "127.0.0.1", "127.0.0.1").filter((e) => e.type === "X"),
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "tracer: a pre-existing connection reset by close with unread data",
+  ignore,
+  async fn() {
+    await using list = await actors("tg-server", "tg-client");
+    const [server, client] = list;
+    const c = await connect(server, client, "127.0.0.1");
+    await client.do(`send ${c.clientSock}`);
+    await withTracer({}, async (tracer) => {
+      // Unread data makes close() send RST: ESTABLISHED -> CLOSE directly.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await server.do(`close ${c.serverSock}`);
+      await client.do(`wait_eof ${c.clientSock}`);
+      await client.do(`close ${c.clientSock}`);
+      const events = await collectEvents(tracer, [c.listenPort], 2);
+      assertSameEvents(
+        events,
+        lifecycle(server, client, c, 4, "127.0.0.1", "127.0.0.1").filter((e) => e.type === "X"),
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "tracer: connections across a veth pair into a network namespace, IPv4 and IPv6",
+  ignore,
+  async fn() {
+    await using netns = createLinkedNetns();
+    await withTracer({}, async (tracer) => {
+      const server = await Actor.start("tg-ns-server", { netns: netns.name });
+      const client = await Actor.start("tg-ns-client");
+      try {
+        for (
+          const [listen, serverAddr, clientAddr, ipversion] of [
+            ["0.0.0.0", netns.nsAddress, netns.hostAddress, 4],
+            ["::", netns.nsAddress6, netns.hostAddress6, 6],
+          ] as const
+        ) {
+          const listener = await server.do(`listen ${listen} v6only`);
+          const connected = await client.do(`connect ${serverAddr} ${listener.port}`);
+          assertEquals(connected.error, null);
+          const accepted = await server.do(`accept ${listener.sock}`);
+          await client.do(`close ${connected.sock}`);
+          await server.do(`wait_eof ${accepted.sock}`);
+          await server.do(`close ${accepted.sock}`);
+          const c = {
+            listenPort: listener.port,
+            clientPort: connected.sport,
+            clientSock: 0,
+            serverSock: 0,
+          };
+          const events = await collectEvents(tracer, [listener.port], 4);
+          const expected = lifecycle(server, client, c, ipversion, serverAddr, clientAddr);
+          // The server's side has the server's view: its address first.
+          assertSameEvents(events, expected);
+          const serverNetns = netnsInode(netns.name);
+          for (const event of events) {
+            const inNamespace = event.pid === server.pid;
+            assertEquals(
+              event.netns,
+              inNamespace ? serverNetns : Deno.statSync("/proc/self/ns/net").ino,
+            );
+          }
+        }
+      } finally {
+        await server.stop();
+        await client.stop();
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "tracer: shutdown(SHUT_WR) is the close of that side",
+  ignore,
+  fn: () =>
+    withTracer({}, async (tracer) => {
+      await using list = await actors("tg-server", "tg-client");
+      const [server, client] = list;
+      const c = await connect(server, client, "::1");
+      await client.do(`shutdown ${c.clientSock}`);
+      await server.do(`wait_eof ${c.serverSock}`);
+      await server.do(`close ${c.serverSock}`);
+      await client.do(`wait_eof ${c.clientSock}`);
+      await client.do(`close ${c.clientSock}`);
+      const events = await collectEvents(tracer, [c.listenPort], 4);
+      assertSameEvents(events, lifecycle(server, client, c, 6, "::1", "::1"));
+    }),
+});
+
+Deno.test({
+  name: "tracer: the raw tracepoint fallback reports the same events",
+  ignore,
+  fn: () =>
+    withTracer({ forceRawTracepoint: true }, async (tracer) => {
+      assertEquals(tracer.attachMethod, "raw_tp");
+      await using list = await actors("tg-server", "tg-client");
+      const [server, client] = list;
+      const c = await connect(server, client, "127.0.0.1");
+      await client.do(`close ${c.clientSock}`);
+      await server.do(`wait_eof ${c.serverSock}`);
+      await server.do(`close ${c.serverSock}`);
+      const events = await collectEvents(tracer, [c.listenPort], 4);
+      assertSameEvents(events, lifecycle(server, client, c, 4, "127.0.0.1", "127.0.0.1"));
+    }),
+});
