@@ -166,10 +166,14 @@ function describeParseError(error: unknown): string {
   switch (code) {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
       return `unknown flag ${option ?? message} (see 'tcpgadget trace tcp --help')`;
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return message.includes("argument missing") || message.includes("<value>")
-        ? `flag ${option ?? ""} needs a value`.replace("  ", " ")
-        : message.split("\n")[0];
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE": {
+      // "Option '-o, --output <value>' argument missing": name the long form.
+      const flag = message.match(/(--[a-z-]+)/)?.[1] ?? option ?? "flag";
+      if (message.includes("ambiguous")) {
+        return `${flag} needs a value; for one that starts with '-', write ${flag}=VALUE`;
+      }
+      return `${flag} needs a value`;
+    }
     case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
       return `unexpected argument ${
         message.match(/'([^']+)'/)?.[1] ?? ""

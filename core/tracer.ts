@@ -78,23 +78,32 @@ export interface TracerOptions {
 /** How the state-change program was attached. */
 export type AttachMethod = "tp_btf" | "raw_tp";
 
-// struct tcptracer_config (bpf/tcptracer.h)
-const CONFIG_SIZE = 40;
+// struct tcptracer_config (bpf/tcptracer.h); tests/bpf_object_test.ts checks
+// these offsets against the BTF of the compiled object.
+export const CONFIG_LAYOUT = {
+  size: 40,
+  filter_pid: 0,
+  kinds: 4,
+  wakeup_bytes: 8,
+  filter_comm_enabled: 16,
+  filter_mntns_enabled: 17,
+  filter_comm: 24,
+} as const;
 
 /** Encodes `struct tcptracer_config`. */
 export function encodeConfig(options: TracerOptions): Uint8Array {
-  const bytes = new Uint8Array(CONFIG_SIZE);
+  const L = CONFIG_LAYOUT;
+  const bytes = new Uint8Array(L.size);
   const view = new DataView(bytes.buffer);
-  view.setUint32(0, options.pid ?? 0, true);
-  view.setUint32(4, kindsMask(options.kinds), true);
-  view.setBigUint64(8, BigInt(options.wakeupBytes ?? 256 * 1024), true);
+  view.setUint32(L.filter_pid, options.pid ?? 0, true);
+  view.setUint32(L.kinds, kindsMask(options.kinds), true);
+  view.setBigUint64(L.wakeup_bytes, BigInt(options.wakeupBytes ?? 256 * 1024), true);
   if (options.comm !== undefined) {
-    view.setUint8(16, 1);
+    view.setUint8(L.filter_comm_enabled, 1);
     // The kernel keeps 15 bytes of a command name.
-    const comm = new TextEncoder().encode(options.comm).subarray(0, 15);
-    bytes.set(comm, 24);
+    bytes.set(new TextEncoder().encode(options.comm).subarray(0, 15), L.filter_comm);
   }
-  if (options.mountNamespaces !== undefined) view.setUint8(17, 1);
+  if (options.mountNamespaces !== undefined) view.setUint8(L.filter_mntns_enabled, 1);
   return bytes;
 }
 

@@ -11,6 +11,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { assertSameEvents, collectEvents, type ExpectedEvent } from "./helpers/collect.ts";
 import { createLinkedNetns, netnsInode } from "./helpers/netns.ts";
 import { needsBpf } from "./helpers/privileges.ts";
+import { assertProgramsGone, programIdsHeldBy } from "./helpers/bpf_programs.ts";
 
 const ignore = needsBpf("tracer_test.ts");
 
@@ -19,12 +20,18 @@ async function withTracer(
   options: TracerOptions,
   body: (tracer: TcpTracer) => Promise<void>,
 ): Promise<void> {
+  const before = new Set(programIdsHeldBy("self"));
   const tracer = TcpTracer.open(options);
+  const ours = programIdsHeldBy("self").filter((id) => !before.has(id));
   try {
+    assert(ours.length >= 4, `tracer holds its programs (${ours})`);
     await body(tracer);
   } finally {
     await tracer.close();
   }
+  // Nothing of this tracer is left in the kernel.
+  assertEquals(programIdsHeldBy("self").filter((id) => !before.has(id)), []);
+  await assertProgramsGone(ours);
 }
 
 async function actors(...comms: string[]): Promise<Actor[] & AsyncDisposable> {
@@ -334,4 +341,37 @@ Deno.test({
       const events = await collectEvents(tracer, [c.listenPort], 4);
       assertSameEvents(events, lifecycle(server, client, c, 4, "127.0.0.1", "127.0.0.1"));
     }),
+});
+
+Deno.test({
+  name: "tracer: events dropped by a full ring buffer are counted and reported",
+  ignore,
+  async fn() {
+    const warnings: string[] = [];
+    const options: TracerOptions = {
+      ringBufferBytes: 4096, // room for about 36 events
+      onWarning: (message) => warnings.push(message),
+    };
+    await withTracer(options, async (tracer) => {
+      await using list = await actors("tg-server", "tg-client");
+      const [server, client] = list;
+      // 50 connections, 200 events, while nobody reads.
+      for (let i = 0; i < 50; i++) {
+        const c = await connect(server, client, "127.0.0.1");
+        await client.do(`close ${c.clientSock}`);
+        await server.do(`close ${c.serverSock}`);
+      }
+      const lost = tracer.lostEvents();
+      let read = 0;
+      tracer.drain(() => read++);
+      // Every event is either read or counted as lost (other processes'
+      // events may add to both).
+      assert(lost > 0n, "some events were lost");
+      assert(read + Number(lost) >= 200, `read ${read} + lost ${lost} >= 200`);
+      tracer.reportLost();
+      assertEquals(warnings, [`lost ${lost} events (ring buffer full)`]);
+      tracer.reportLost(); // nothing new: no second warning
+      assertEquals(warnings.length, 1);
+    });
+  },
 });

@@ -1,0 +1,84 @@
+/** Command-line parsing and its errors, without privileges. */
+
+import { parseSelector, parseTraceFlags } from "../cli/flags.ts";
+import { kindsMask } from "../core/tracer.ts";
+import { UsageError } from "../core/errors.ts";
+import { assertEquals, assertThrows } from "./helpers/assert.ts";
+
+Deno.test("flags: defaults", () => {
+  const flags = parseTraceFlags([]);
+  assertEquals(flags.output, "columns");
+  assertEquals(flags.timeout, undefined);
+  assertEquals(flags.hostRoot, "/");
+  assertEquals([flags.connectOnly, flags.acceptOnly, flags.failureOnly], [false, false, false]);
+});
+
+Deno.test("flags: the seed's and Inspektor Gadget's flags", () => {
+  const flags = parseTraceFlags([
+    "-A",
+    "-o",
+    "custom-columns=pid,comm",
+    "-t",
+    "2.5",
+    "--pid",
+    "42",
+    "--comm",
+    "wget",
+    "-p",
+    "busybox",
+    "-c",
+    "main",
+    "-l",
+    "app=web,tier=front",
+    "--node",
+    "a,b",
+    "--failure-only",
+  ]);
+  assertEquals(flags.allNamespaces, true);
+  assertEquals(flags.output, "custom-columns=pid,comm");
+  assertEquals(flags.timeout, 2.5);
+  assertEquals(flags.pid, 42);
+  assertEquals(flags.comm, "wget");
+  assertEquals(flags.podname, "busybox");
+  assertEquals(flags.containername, "main");
+  assertEquals(flags.selector, { app: "web", tier: "front" });
+  assertEquals(flags.nodes, ["a", "b"]);
+  assertEquals(flags.failureOnly, true);
+  assertEquals(parseTraceFlags(["--output=json", "--namespace=default"]).namespace, "default");
+});
+
+Deno.test("flags: errors are one clear line", () => {
+  const cases: [string[], string | RegExp][] = [
+    [["--bogus"], "unknown flag --bogus (see 'tcpgadget trace tcp --help')"],
+    [["-x"], "unknown flag -x (see 'tcpgadget trace tcp --help')"],
+    [["--pid", "abc"], '--pid must be a positive integer, got "abc"'],
+    [["--pid", "0"], '--pid must be a positive integer, got "0"'],
+    [["--timeout=-1"], '--timeout must be a positive number of seconds, got "-1"'],
+    [["--timeout", "-1"], "--timeout needs a value; for one that starts with '-', write --timeout=VALUE"],
+    [["-o"], "--output needs a value"],
+    [["--timeout", "soon"], '--timeout must be a positive number of seconds, got "soon"'],
+    [["-n", "a", "-A"], "--namespace and --all-namespaces cannot be used together"],
+    [["-l", "app"], 'invalid selector "app": expected key=value'],
+    [["--comm", ""], "--comm needs a command name"],
+    [["extra"], "unexpected argument extra (see 'tcpgadget trace tcp --help')"],
+    [["--pid"], "--pid needs a value"],
+  ];
+  for (const [args, message] of cases) {
+    const error = assertThrows(() => parseTraceFlags(args), UsageError, message);
+    assertEquals(error.message.includes("\n"), false);
+  }
+});
+
+Deno.test("selector: equality forms", () => {
+  assertEquals(parseSelector("a=1"), { a: "1" });
+  assertEquals(parseSelector("a==1, b=2"), { a: "1", b: "2" });
+  assertEquals(parseSelector("k8s.io/app=x"), { "k8s.io/app": "x" });
+});
+
+Deno.test("kinds: --connect-only, --accept-only, --failure-only and their union", () => {
+  assertEquals(kindsMask({}), 0x1f);
+  assertEquals(kindsMask({ connect: true }), 0x3);
+  assertEquals(kindsMask({ accept: true }), 0x4);
+  assertEquals(kindsMask({ failure: true }), 0x2);
+  assertEquals(kindsMask({ accept: true, failure: true }), 0x6);
+});

@@ -1,0 +1,115 @@
+/** Output formats against the seed document's examples, without privileges. */
+
+import { formatterFor, JsonFormatter, TableFormatter } from "../cli/format.ts";
+import { parseCustomColumns } from "../cli/columns.ts";
+import type { TraceEvent } from "../k8s/enrich.ts";
+import { UsageError } from "../core/errors.ts";
+import { assertEquals, assertThrows } from "./helpers/assert.ts";
+
+// The wget connect of the seed document.
+const WGET: TraceEvent = {
+  type: "C",
+  timestamp: 1_764_030_000_123_456_789n,
+  pid: 16266,
+  tid: 16266,
+  uid: 0,
+  gid: 0,
+  comm: "wget",
+  mntns: 4026532470,
+  netns: 4026532473,
+  cgroupId: 1n,
+  ipversion: 4,
+  saddr: "172.17.0.3",
+  sport: 34878,
+  daddr: "188.114.97.3",
+  dport: 443,
+  node: "minikube",
+  namespace: "",
+  pod: "",
+  container: "",
+};
+
+// Lines copied from the seed document (seed-trace-tcp.md).
+const SEED_HEADER =
+  "NODE             NAMESPACE        POD              CONTAINER        T PID    COMM             IP  SADDR            DADDR            SPORT   DPORT";
+const SEED_LINE =
+  "minikube         <>               <>               <>               C 16266  wget             4   172.17.0.3       188.114.97.3     34878   443";
+
+Deno.test("columns: header and line exactly as in the seed document", () => {
+  const table = new TableFormatter();
+  assertEquals(table.header(), SEED_HEADER);
+  assertEquals(table.format(WGET), SEED_LINE);
+});
+
+Deno.test("custom-columns: pid,comm as in the seed document", () => {
+  const formatter = formatterFor("custom-columns=pid,comm");
+  assertEquals(formatter.header(), "PID    COMM");
+  assertEquals(formatter.format({ ...WGET, pid: 28489 }), "28489  wget");
+});
+
+Deno.test("custom-columns: the seed's full list, names case-insensitive, order kept", () => {
+  const formatter = formatterFor(
+    "custom-columns=NODE,namespace,Container,pod,t,pid,comm,ip,saddr,daddr,sport,dport",
+  );
+  assertEquals(
+    formatter.header(),
+    "NODE             NAMESPACE        CONTAINER        POD              T PID    COMM             IP  SADDR            DADDR            SPORT   DPORT",
+  );
+  assertEquals(formatter.format(WGET), SEED_LINE);
+});
+
+Deno.test("custom-columns: hidden columns error, uid, mntns, timestamp", () => {
+  const formatter = formatterFor("custom-columns=pid,error,uid,mntns,netns,timestamp");
+  assertEquals(
+    formatter.header(),
+    "PID    ERROR        UID    MNTNS       NETNS       TIMESTAMP",
+  );
+  assertEquals(
+    formatter.format({ ...WGET, error: "ECONNREFUSED" }),
+    "16266  ECONNREFUSED 0      4026532470  4026532473  2025-11-25T00:20:00.123456789Z",
+  );
+});
+
+Deno.test("custom-columns: unknown and empty names are clear errors", () => {
+  assertThrows(
+    () => parseCustomColumns("pid,bogus"),
+    UsageError,
+    'unknown column "bogus"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, timestamp',
+  );
+  assertThrows(() => parseCustomColumns("pid,,comm"), UsageError, /empty column name/);
+  assertThrows(() => formatterFor("yaml"), UsageError, /unknown output format "yaml"/);
+});
+
+Deno.test("columns: an IPv6 address is never truncated; the column widens", () => {
+  const table = new TableFormatter(parseCustomColumns("saddr,daddr,dport"));
+  const wide = "2001:db8:1234:5678:9abc:def0:1234:5678";
+  assertEquals(table.header(), "SADDR            DADDR            DPORT");
+  assertEquals(table.format({ ...WGET, saddr: wide, daddr: "::1" }), `${wide} ::1              443`);
+  // Later lines stay aligned with the widened column.
+  assertEquals(
+    table.format({ ...WGET, saddr: "::1", daddr: "::1" }),
+    `::1${" ".repeat(wide.length - 3)} ::1              443`,
+  );
+});
+
+Deno.test("json: the seed's keys in its order, Go-style escaping, then extras", () => {
+  assertEquals(
+    new JsonFormatter().format(WGET),
+    '{"type":"normal","node":"minikube","namespace":"\\u003c\\u003e","pod":"\\u003c\\u003e","container":"\\u003c\\u003e","pid":16266,"comm":"wget","ipversion":4,"saddr":"172.17.0.3","daddr":"188.114.97.3","sport":34878,"dport":443,"operation":"connect","tid":16266,"uid":0,"gid":0,"mntns":4026532470,"netns":4026532473,"timestamp":"2025-11-25T00:20:00.123456789Z"}',
+  );
+});
+
+Deno.test("json: a failed connect has error; operations of every kind", () => {
+  const failed = JSON.parse(new JsonFormatter().format({ ...WGET, error: "ETIMEDOUT" }));
+  assertEquals([failed.operation, failed.error], ["connect", "ETIMEDOUT"]);
+  const operations = (["C", "A", "X", "U"] as const).map((type) =>
+    JSON.parse(new JsonFormatter().format({ ...WGET, type })).operation
+  );
+  assertEquals(operations, ["connect", "accept", "close", "unknown"]);
+});
+
+Deno.test("jsonpretty: indented, same content", () => {
+  const pretty = formatterFor("jsonpretty").format(WGET);
+  assertEquals(pretty.split("\n")[1], '  "type": "normal",');
+  assertEquals(JSON.parse(pretty), JSON.parse(new JsonFormatter().format(WGET)));
+});
