@@ -84,8 +84,14 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 };
 
+/* Held by a process between lock_sock() and release_sock(). */
+typedef struct {
+	int owned;
+} socket_lock_t;
+
 struct sock {
 	struct sock_common __sk_common;
+	socket_lock_t sk_lock;
 	int sk_err;
 	__u16 sk_protocol;
 	__u16 sk_type;

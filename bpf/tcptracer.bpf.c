@@ -6,17 +6,23 @@
  *
  *   sock:inet_sock_set_state  every TCP state change (tp_btf, or raw_tp)
  *   syscalls:sys_exit_accept4 / sys_exit_accept   who accepted a socket
- *   syscalls:sys_enter_close  who is closing a socket
  *
  * State changes of interest and the context they run in:
  *   CLOSE -> SYN_SENT             connect(), process context: record owner
  *   SYN_SENT -> ESTABLISHED       softirq: emit C with the recorded owner
  *   SYN_SENT -> CLOSE             softirq or close(): emit C with sk_err
- *   ESTABLISHED|CLOSE_WAIT -> *   the connection stops being open: emit X
- *     -> FIN_WAIT1 | LAST_ACK     only from close()/shutdown(): current task
- *     -> CLOSE                    reset, timeout, or close() with unread
- *                                 data: the task that called close() on it
- *                                 if any, else the recorded owner
+ *   ESTABLISHED|CLOSE_WAIT -> *   the connection stops being open: emit X,
+ *                                 attributed to the current task if it holds
+ *                                 the socket lock (close(), shutdown(), a
+ *                                 reset it processes), else (softirq, timer)
+ *                                 to the recorded owner.
+ *
+ * Why the socket lock tells process context apart: softirq and timers never
+ * change the state of a socket a process has locked (lock_sock()); they
+ * leave the packet in the backlog, which the lock holder itself processes
+ * in release_sock(). So a state change with sk_lock.owned set runs in the
+ * context of the process that holds the lock, and one without it does not
+ * belong to the interrupted task, whatever bpf_get_current_*() says.
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -68,16 +74,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct owner);
 } owners SEC(".maps");
-
-/* sk -> the last process that called close() on one of its fds. The socket
- * itself is released later (fput runs as task work after the syscall's
- * exit tracepoint), so the closer is looked up by socket, not by thread. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct owner);
-} closers SEC(".maps");
 
 /* Mount namespaces whose processes are traced when
  * config.filter_mntns_enabled is set; kept up to date by user space. */
@@ -238,31 +234,24 @@ static __always_inline void emit_attributed(struct sock *sk, __u8 type, __u32 ki
 		emit(sk, type, o, error);
 }
 
-static __always_inline void on_close(struct sock *sk, int newstate)
+static __always_inline void on_close(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 	struct owner *owner = bpf_map_lookup_elem(&owners, &key);
-	struct owner *closer = bpf_map_lookup_elem(&closers, &key);
-	const struct owner *who = 0;
+	const struct owner *who = owner;
 	struct owner current;
 
-	if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) &&
-	    !current_is_kthread()) {
-		/* Only close() and shutdown() make these transitions. */
+	if (BPF_CORE_READ(sk, sk_lock.owned) && !current_is_kthread()) {
 		owner_from_current(&current);
+		/* An exiting task closes its sockets after dropping its
+		 * namespaces; its mount namespace is still the owner's. */
 		if (!current.mntns_id && owner)
 			current.mntns_id = owner->mntns_id;
 		who = &current;
-	} else if (closer) {
-		who = closer;
-	} else if (owner) {
-		who = owner;
 	}
 	emit_attributed(sk, EVENT_CLOSE, KIND_CLOSE, who, 0);
 	if (owner)
 		bpf_map_delete_elem(&owners, &key);
-	if (closer)
-		bpf_map_delete_elem(&closers, &key);
 }
 
 static __always_inline int handle_set_state(struct sock *sk, int oldstate, int newstate)
@@ -303,7 +292,7 @@ static __always_inline int handle_set_state(struct sock *sk, int oldstate, int n
 	if (is_open(oldstate) && !is_open(newstate)) {
 		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
-		on_close(sk, newstate);
+		on_close(sk);
 		return 0;
 	}
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE) {
@@ -328,15 +317,13 @@ int BPF_PROG(tcp_set_state_raw, const struct sock *sk, const int oldstate,
 	return handle_set_state((struct sock *)sk, oldstate, newstate);
 }
 
-/* The TCP (IPv4 or IPv6) socket of a file, or NULL. */
-static __always_inline struct sock *tcp_sock_from_file(struct file *file)
+/* The TCP (IPv4 or IPv6) socket of a socket file, or NULL. */
+static __always_inline struct sock *tcp_sock_from_socket_file(struct file *file)
 {
 	struct socket *socket;
 	struct sock *sk;
 	__u16 family;
 
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return 0;
 	socket = BPF_CORE_READ(file, private_data);
 	sk = BPF_CORE_READ(socket, sk);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
@@ -348,8 +335,16 @@ static __always_inline struct sock *tcp_sock_from_file(struct file *file)
 	return sk;
 }
 
-/* The TCP socket behind a file descriptor of the current process. */
-static __always_inline struct sock *tcp_sock_from_fd(long fd)
+/* The TCP socket of any file, or NULL. */
+static __always_inline struct sock *tcp_sock_from_file(struct file *file)
+{
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0;
+	return tcp_sock_from_socket_file(file);
+}
+
+/* The TCP socket behind a descriptor accept() returned: a socket file. */
+static __always_inline struct sock *tcp_sock_from_accepted_fd(long fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -361,7 +356,7 @@ static __always_inline struct sock *tcp_sock_from_fd(long fd)
 	fds = BPF_CORE_READ(fdt, fd);
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0;
-	return tcp_sock_from_file(file);
+	return tcp_sock_from_socket_file(file);
 }
 
 /* Tracepoint records of syscalls (see events/syscalls/<name>/format). */
@@ -372,13 +367,6 @@ struct syscall_exit_ctx {
 	long ret;
 };
 
-struct syscall_enter_close_ctx {
-	__u64 common;
-	__s32 syscall_nr;
-	__s32 pad;
-	__u64 fd;
-};
-
 static __always_inline int handle_accept(long fd)
 {
 	struct owner current;
@@ -387,7 +375,7 @@ static __always_inline int handle_accept(long fd)
 
 	if (fd < 0)
 		return 0;
-	sk = tcp_sock_from_fd(fd);
+	sk = tcp_sock_from_accepted_fd(fd);
 	if (!sk)
 		return 0;
 	key = (__u64)sk;
@@ -408,22 +396,6 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int tcp_accept_exit(struct syscall_exit_ctx *ctx)
 {
 	return handle_accept(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int tcp_close_enter(struct syscall_enter_close_ctx *ctx)
-{
-	struct owner current;
-	struct sock *sk;
-	__u64 key;
-
-	sk = tcp_sock_from_fd((long)(__u32)ctx->fd);
-	if (!sk || !is_open(BPF_CORE_READ(sk, __sk_common.skc_state)))
-		return 0;
-	key = (__u64)sk;
-	owner_from_current(&current);
-	bpf_map_update_elem(&closers, &key, &current, BPF_ANY);
-	return 0;
 }
 
 /*

@@ -88,6 +88,13 @@ export function parseCustomColumns(list: string): Column[] {
  */
 export function formatTimestamp(ns: bigint): string {
   const seconds = ns / 1_000_000_000n;
-  const fraction = (ns % 1_000_000_000n).toString().padStart(9, "0");
-  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${fraction}Z`;
+  // Date formatting is slow and events come in bursts within one second.
+  if (seconds !== lastSecond) {
+    lastSecond = seconds;
+    lastSecondText = `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.`;
+  }
+  return `${lastSecondText}${(ns % 1_000_000_000n).toString().padStart(9, "0")}Z`;
 }
+
+let lastSecond = -1n;
+let lastSecondText = "";

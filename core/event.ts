@@ -79,6 +79,13 @@ const TYPE_CODES: Readonly<Record<number, EventType>> = { 1: "C", 2: "A", 3: "X"
  */
 export class EventDecoder {
   readonly #bootToRealtimeNs: bigint;
+  // Strings are cached: the same processes and addresses recur, and
+  // building strings is most of the cost of decoding.
+  readonly #comms = new Map<number, CommEntry>();
+  readonly #ipv4 = new Map<number, string>();
+  readonly #ipv6 = new Map<string, string>();
+  #view: DataView | undefined;
+  #bytes: Uint8Array = new Uint8Array(0);
 
   constructor(bootToRealtimeNs: bigint) {
     this.#bootToRealtimeNs = bootToRealtimeNs;
@@ -100,36 +107,42 @@ export class EventDecoder {
    */
   decode(view: DataView, offset: number): TcpEvent {
     const L = EVENT_LAYOUT;
+    if (view !== this.#view) {
+      this.#view = view;
+      this.#bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    }
+    const bytes = this.#bytes;
     const family = view.getUint16(offset + L.family, true);
     const errorCode = view.getUint16(offset + L.error, true);
-    const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, L.size);
     let ipversion: 4 | 6;
     let saddr: string;
     let daddr: string;
     if (family === AF_INET) {
       ipversion = 4;
-      saddr = formatIPv4(bytes, L.saddr);
-      daddr = formatIPv4(bytes, L.daddr);
+      saddr = this.#v4(view, offset + L.saddr);
+      daddr = this.#v4(view, offset + L.daddr);
     } else if (
-      isV4Mapped(bytes, L.daddr) && (isV4Mapped(bytes, L.saddr) || isZero(bytes, L.saddr))
+      isV4Mapped(bytes, offset + L.daddr) &&
+      (isV4Mapped(bytes, offset + L.saddr) || isZero(bytes, offset + L.saddr))
     ) {
       // A dual-stack socket talking to an IPv4 peer.
       ipversion = 4;
-      saddr = formatIPv4(bytes, L.saddr + 12);
-      daddr = formatIPv4(bytes, L.daddr + 12);
+      saddr = this.#v4(view, offset + L.saddr + 12);
+      daddr = this.#v4(view, offset + L.daddr + 12);
     } else {
       ipversion = 6;
-      saddr = formatIPv6(bytes, L.saddr);
-      daddr = formatIPv6(bytes, L.daddr);
+      saddr = this.#v6(view, offset + L.saddr);
+      daddr = this.#v6(view, offset + L.daddr);
     }
+    const pid = view.getUint32(offset + L.pid, true);
     const event: TcpEvent = {
       type: TYPE_CODES[view.getUint8(offset + L.type)] ?? "U",
       timestamp: view.getBigUint64(offset + L.timestamp_ns, true) + this.#bootToRealtimeNs,
-      pid: view.getUint32(offset + L.pid, true),
+      pid,
       tid: view.getUint32(offset + L.tid, true),
       uid: view.getUint32(offset + L.uid, true),
       gid: view.getUint32(offset + L.gid, true),
-      comm: decodeComm(bytes, L.comm),
+      comm: this.#comm(view, bytes, offset + L.comm, pid),
       mntns: view.getUint32(offset + L.mntns_id, true),
       netns: view.getUint32(offset + L.netns_id, true),
       cgroupId: view.getBigUint64(offset + L.cgroup_id, true),
@@ -142,7 +155,57 @@ export class EventDecoder {
     if (errorCode) event.error = errnoName(errorCode);
     return event;
   }
+
+  #comm(view: DataView, bytes: Uint8Array, at: number, pid: number): string {
+    const w0 = view.getUint32(at, true);
+    const w1 = view.getUint32(at + 4, true);
+    const w2 = view.getUint32(at + 8, true);
+    const w3 = view.getUint32(at + 12, true);
+    const cached = this.#comms.get(pid);
+    if (cached && cached.w0 === w0 && cached.w1 === w1 && cached.w2 === w2 && cached.w3 === w3) {
+      return cached.value;
+    }
+    const value = decodeComm(bytes, at);
+    if (this.#comms.size >= CACHE_LIMIT) this.#comms.clear();
+    this.#comms.set(pid, { w0, w1, w2, w3, value });
+    return value;
+  }
+
+  #v4(view: DataView, at: number): string {
+    const key = view.getUint32(at, false);
+    let value = this.#ipv4.get(key);
+    if (value === undefined) {
+      value = `${key >>> 24}.${(key >>> 16) & 0xff}.${(key >>> 8) & 0xff}.${key & 0xff}`;
+      if (this.#ipv4.size >= CACHE_LIMIT) this.#ipv4.clear();
+      this.#ipv4.set(key, value);
+    }
+    return value;
+  }
+
+  #v6(view: DataView, at: number): string {
+    const key = `${view.getUint32(at)},${view.getUint32(at + 4)},${view.getUint32(at + 8)},${
+      view.getUint32(at + 12)
+    }`;
+    let value = this.#ipv6.get(key);
+    if (value === undefined) {
+      value = formatIPv6(this.#bytes, at);
+      if (this.#ipv6.size >= CACHE_LIMIT) this.#ipv6.clear();
+      this.#ipv6.set(key, value);
+    }
+    return value;
+  }
 }
+
+interface CommEntry {
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
+  value: string;
+}
+
+// Entries per cache before it starts over: bounds memory on a busy host.
+const CACHE_LIMIT = 65536;
 
 function decodeComm(bytes: Uint8Array, at: number): string {
   let text = "";

@@ -332,13 +332,10 @@ function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions)
     for (const [other, program] of Object.entries(STATE_PROGRAMS)) {
       if (other !== method) object.program(program).autoload = false;
     }
-    // Accepts are needed for A and to know who owns a connection at X;
-    // closers only for X.
+    // Accepts are needed for A and to know who owns a connection at X.
     const needsOwners = (kinds & (KIND_ACCEPT | KIND_CLOSE | KIND_UNKNOWN)) !== 0;
-    const needsClosers = (kinds & (KIND_CLOSE | KIND_UNKNOWN)) !== 0;
     object.program("tcp_accept4_exit").autoload = needsOwners;
     object.program("tcp_accept_exit").autoload = needsOwners;
-    object.program("tcp_close_enter").autoload = needsClosers;
     object.program(SEED_PROGRAM).autoload = seed && needsOwners;
     if (options.ringBufferBytes !== undefined) {
       const size = options.ringBufferBytes;

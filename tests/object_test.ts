@@ -79,7 +79,6 @@ Deno.test({
         "seed_owners",
         "tcp_accept4_exit",
         "tcp_accept_exit",
-        "tcp_close_enter",
         "tcp_set_state_btf",
         "tcp_set_state_raw",
       ],

@@ -375,3 +375,27 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "tracer: a close by another process than the owner is attributed to the closer",
+  ignore,
+  fn: () =>
+    withTracer({}, async (tracer) => {
+      for (const mode of ["", "rst"]) {
+        await using list = await actors("tg-server", "tg-client");
+        const [server, client] = list;
+        const c = await connect(server, client, "127.0.0.1");
+        // The client hands its socket to a child, which closes it (FIN, or
+        // RST: ESTABLISHED -> CLOSE in that child's close()).
+        const child = await client.do(`fork_close ${c.clientSock} tg-heir ${mode}`);
+        await server.do(`wait_eof ${c.serverSock}`);
+        await server.do(`close ${c.serverSock}`);
+        const events = await collectEvents(tracer, [c.listenPort], 4);
+        const expected = lifecycle(server, client, c, 4, "127.0.0.1", "127.0.0.1");
+        const heirClose = expected.find((e) => e.type === "X" && e.pid === client.pid)!;
+        heirClose.pid = child.pid;
+        heirClose.comm = "tg-heir";
+        assertSameEvents(events, expected);
+      }
+    }),
+});

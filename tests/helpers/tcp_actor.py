@@ -13,6 +13,9 @@ command per line on stdin and answers each with one JSON line on stdout:
                                    for the peer to close, closes, exits:
                                    {"pid": child, "peer_port": P}
   wait_child                       {"status": N} once the fork_accept child ends
+  fork_close S COMM [rst]          a child named COMM inherits S, this process
+                                   closes its copy, then the child closes S
+                                   (with RST if asked) and exits: {"pid": child}
   send S                           {"ok": true}
   wait_eof S                       reads until EOF or reset: {"reset": bool}
   shutdown S                       shutdown(SHUT_WR): {"ok": true}
@@ -108,6 +111,24 @@ def main():
             children.append(pid)
             report["pid"] = pid
             reply(report)
+        elif command == "fork_close":
+            sock = socks.pop(int(args[0]))
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(write_end)
+                set_comm(args[1])
+                os.read(read_end, 1)  # the parent has closed its copy
+                if len(args) > 2 and args[2] == "rst":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                os._exit(0)
+            os.close(read_end)
+            sock.close()
+            os.write(write_end, b"x")
+            os.close(write_end)
+            os.waitpid(pid, 0)
+            reply({"pid": pid})
         elif command == "wait_child":
             _, status = os.waitpid(children.pop(0), 0)
             reply({"status": status})
