@@ -16,7 +16,8 @@ export interface Column {
   header: string;
   /** Minimum width; a longer value widens the column, never truncated. */
   width: number;
-  value: (event: TraceEvent) => string;
+  /** The raw value; numbers are turned into text only when they change. */
+  value: (event: TraceEvent) => string | number;
 }
 
 /** Shown for Kubernetes fields of a process outside any container. */
@@ -31,21 +32,28 @@ export const COLUMNS: readonly Column[] = [
   { name: "pod", header: "POD", width: 16, value: (e) => orNone(e.pod) },
   { name: "container", header: "CONTAINER", width: 16, value: (e) => orNone(e.container) },
   { name: "t", header: "T", width: 1, value: (e) => e.type },
-  { name: "pid", header: "PID", width: 6, value: (e) => String(e.pid) },
+  { name: "pid", header: "PID", width: 6, value: (e) => e.pid },
   { name: "comm", header: "COMM", width: 16, value: (e) => e.comm },
-  { name: "ip", header: "IP", width: 3, value: (e) => String(e.ipversion) },
+  { name: "ip", header: "IP", width: 3, value: (e) => e.ipversion },
   { name: "saddr", header: "SADDR", width: 16, value: (e) => e.saddr },
   { name: "daddr", header: "DADDR", width: 16, value: (e) => e.daddr },
-  { name: "sport", header: "SPORT", width: 7, value: (e) => String(e.sport) },
-  { name: "dport", header: "DPORT", width: 7, value: (e) => String(e.dport) },
+  { name: "sport", header: "SPORT", width: 7, value: (e) => e.sport },
+  { name: "dport", header: "DPORT", width: 7, value: (e) => e.dport },
   // Hidden by default.
   { name: "error", header: "ERROR", width: 12, value: (e) => e.error ?? "" },
-  { name: "tid", header: "TID", width: 7, value: (e) => String(e.tid) },
-  { name: "uid", header: "UID", width: 6, value: (e) => String(e.uid) },
-  { name: "gid", header: "GID", width: 6, value: (e) => String(e.gid) },
-  { name: "mntns", header: "MNTNS", width: 11, value: (e) => String(e.mntns) },
-  { name: "netns", header: "NETNS", width: 11, value: (e) => String(e.netns) },
-  { name: "timestamp", header: "TIMESTAMP", width: 30, value: (e) => formatTimestamp(e.timestamp) },
+  { name: "tid", header: "TID", width: 7, value: (e) => e.tid },
+  { name: "uid", header: "UID", width: 6, value: (e) => e.uid },
+  { name: "gid", header: "GID", width: 6, value: (e) => e.gid },
+  { name: "mntns", header: "MNTNS", width: 11, value: (e) => e.mntns },
+  { name: "netns", header: "NETNS", width: 11, value: (e) => e.netns },
+  { name: "containerid", header: "CONTAINERID", width: 13, value: (e) => e.containerId ?? "" },
+  { name: "poduid", header: "PODUID", width: 36, value: (e) => e.podUid ?? "" },
+  {
+    name: "timestamp",
+    header: "TIMESTAMP",
+    width: 30,
+    value: (e) => formatTimestamp(e.timeSec, e.timeNsec),
+  },
 ];
 
 /** The default columns, as Inspektor Gadget prints them. */
@@ -78,23 +86,22 @@ export function parseCustomColumns(list: string): Column[] {
 }
 
 /**
- * RFC 3339 UTC time with nanoseconds, from nanoseconds since the epoch.
+ * RFC 3339 UTC time with nanoseconds.
  *
  * @example
  * ```ts
  * import { formatTimestamp } from "./columns.ts";
- * formatTimestamp(1_700_000_000_123_456_789n); // "2023-11-14T22:13:20.123456789Z"
+ * formatTimestamp(1_700_000_000, 123_456_789); // "2023-11-14T22:13:20.123456789Z"
  * ```
  */
-export function formatTimestamp(ns: bigint): string {
-  const seconds = ns / 1_000_000_000n;
-  // Date formatting is slow and events come in bursts within one second.
+export function formatTimestamp(seconds: number, nanoseconds: number): string {
+  // Date formatting is slow, and events come in bursts within one second.
   if (seconds !== lastSecond) {
     lastSecond = seconds;
-    lastSecondText = `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.`;
+    lastSecondText = `${new Date(seconds * 1000).toISOString().slice(0, 19)}.`;
   }
-  return `${lastSecondText}${(ns % 1_000_000_000n).toString().padStart(9, "0")}Z`;
+  return `${lastSecondText}${String(1_000_000_000 + nanoseconds).slice(1)}Z`;
 }
 
-let lastSecond = -1n;
+let lastSecond = -1;
 let lastSecondText = "";

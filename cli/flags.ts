@@ -28,6 +28,8 @@ export interface TraceFlags {
   host: boolean;
   /** Where the host's root file system is (in a pod: /host). */
   hostRoot: string;
+  /** Name printed as NODE (default: the host name). */
+  nodeName?: string;
   help: boolean;
 }
 
@@ -47,6 +49,7 @@ const OPTIONS = {
   node: { type: "string" },
   host: { type: "boolean", default: false },
   "host-root": { type: "string", default: "/" },
+  "node-name": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -72,11 +75,12 @@ Flags:
       --node NAME,...        only these nodes (cluster mode)
       --host                 with a pod filter, also show host processes
       --host-root PATH       the host's / (default /; in a pod, where it is mounted)
+      --node-name NAME       name shown as NODE (default: the host name)
   -h, --help                 show this help
 
 Columns (custom-columns names; the first twelve are the default):
   node namespace pod container t pid comm ip saddr daddr sport dport
-  error tid uid gid mntns netns timestamp
+  error tid uid gid mntns netns containerid poduid timestamp
 `;
 
 /**
@@ -117,6 +121,9 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     flags.containername = nonEmpty("--containername", values.containername);
   }
   if (values.selector !== undefined) flags.selector = parseSelector(values.selector);
+  if (values["node-name"] !== undefined) {
+    flags.nodeName = nonEmpty("--node-name", values["node-name"]);
+  }
   if (values.node !== undefined) {
     flags.nodes = values.node.split(",").map((n) => n.trim()).filter(Boolean);
     if (flags.nodes.length === 0) throw new UsageError("--node needs at least one node name");

@@ -28,57 +28,80 @@ export interface Formatter {
 export class TableFormatter implements Formatter {
   readonly #columns: readonly Column[];
   readonly #widths: number[];
+  // Per column, the last raw value and its padded text: most values repeat
+  // from one line to the next (node, pod, command, addresses).
+  readonly #lastValue: (string | number | undefined)[];
+  readonly #lastText: string[];
 
   constructor(columns: readonly Column[] = DEFAULT_COLUMNS) {
     this.#columns = columns;
     this.#widths = columns.map((c) => Math.max(c.width, c.header.length));
+    this.#lastValue = columns.map(() => undefined);
+    this.#lastText = columns.map(() => "");
   }
 
   header(): string {
-    return this.#line(this.#columns.map((c) => c.header));
+    const last = this.#columns.length - 1;
+    return this.#columns.map((c, i) => i === last ? c.header : this.#pad(i, c.header)).join("");
   }
 
   format(event: TraceEvent): string {
     const columns = this.#columns;
-    const widths = this.#widths;
     const last = columns.length - 1;
     let line = "";
     for (let i = 0; i < last; i++) {
       const value = columns[i].value(event);
-      if (value.length > widths[i]) widths[i] = value.length;
-      line += value.padEnd(widths[i] + 1);
+      if (value === this.#lastValue[i]) {
+        line += this.#lastText[i];
+        continue;
+      }
+      const text = this.#pad(i, String(value));
+      this.#lastValue[i] = value;
+      this.#lastText[i] = text;
+      line += text;
     }
-    const value = columns[last].value(event);
-    if (value.length > widths[last]) widths[last] = value.length;
-    return line + value;
+    const text = String(columns[last].value(event));
+    if (text.length > this.#widths[last]) this.#widths[last] = text.length;
+    return line + text;
   }
 
   // A value longer than its column widens the column for this and every
   // later line: nothing (an IPv6 address, a pod name) is ever cut.
-  #line(values: string[]): string {
-    let line = "";
-    const last = values.length - 1;
-    for (let i = 0; i < values.length; i++) {
-      const value = values[i];
-      if (value.length > this.#widths[i]) this.#widths[i] = value.length;
-      line += i === last ? value : value.padEnd(this.#widths[i] + 1);
+  #pad(column: number, text: string): string {
+    if (text.length > this.#widths[column]) {
+      this.#widths[column] = text.length;
+      this.#lastValue[column] = undefined;
     }
-    return line;
+    const padding = this.#widths[column] + 1 - text.length;
+    return text + (padding <= SPACES.length ? SPACES.slice(0, padding) : " ".repeat(padding));
   }
 }
 
+const SPACES = " ".repeat(64);
+
 /**
  * One JSON object per line. Keys and order of Inspektor Gadget's `trace
- * tcp` first, then tcpgadget's: tid, uid, gid, mntns, netns, timestamp and,
- * for a failed connect, error. Like Go's encoder (and so like the seed
+ * tcp` first, then tcpgadget's: tid, uid, gid, mntns, netns, containerid,
+ * poduid, timestamp and, for a failed connect, error. Like Go's encoder (and so like the seed
  * document), `<`, `>` and `&` in strings are written as \u escapes.
  *
- * Written with a template rather than JSON.stringify: this runs for every
- * event, at hundreds of thousands per second.
+ * Written with a template rather than JSON.stringify, with the parts that
+ * repeat from one event to the next cached: this runs for every event, at
+ * hundreds of thousands per second.
  */
 export class JsonFormatter implements Formatter {
   readonly #pretty: boolean;
-  readonly #strings = new Map<string, string>();
+  #node: string | undefined;
+  #namespace: string | undefined;
+  #pod: string | undefined;
+  #container: string | undefined;
+  #head = "";
+  #comm: string | undefined;
+  #commLiteral = "";
+  // null: nothing cached yet (undefined is a value events have).
+  #containerId: string | undefined | null = null;
+  #podUid: string | undefined | null = null;
+  #idsLiteral = "";
 
   constructor(options: { pretty?: boolean } = {}) {
     this.#pretty = options.pretty ?? false;
@@ -88,31 +111,41 @@ export class JsonFormatter implements Formatter {
     return undefined;
   }
 
-  /** A JSON string literal, cached: the same names recur. */
-  #string(value: string): string {
-    let literal = this.#strings.get(value);
-    if (literal === undefined) {
-      literal = jsonString(value);
-      if (this.#strings.size >= 65536) this.#strings.clear();
-      this.#strings.set(value, literal);
-    }
-    return literal;
-  }
-
   format(event: TraceEvent): string {
-    // Addresses, numbers and the operation never need escaping.
-    const line = `{"type":"normal","node":${this.#string(event.node)},"namespace":${
-      this.#string(event.namespace || NONE)
-    },"pod":${this.#string(event.pod || NONE)},"container":${
-      this.#string(event.container || NONE)
-    },"pid":${event.pid},"comm":${
-      this.#string(event.comm)
-    },"ipversion":${event.ipversion},"saddr":"${event.saddr}","daddr":"${event.daddr}","sport":${event.sport},"dport":${event.dport},"operation":"${
-      OPERATIONS[event.type]
-    }","tid":${event.tid},"uid":${event.uid},"gid":${event.gid},"mntns":${event.mntns},"netns":${event.netns},"timestamp":"${
-      formatTimestamp(event.timestamp)
-    }"${event.error ? `,"error":"${event.error}"` : ""}}`;
-    return this.#pretty ? JSON.stringify(JSON.parse(line), null, 2).replace(/[<>&]/g, escapeChar) : line;
+    if (
+      event.node !== this.#node || event.namespace !== this.#namespace ||
+      event.pod !== this.#pod || event.container !== this.#container
+    ) {
+      this.#node = event.node;
+      this.#namespace = event.namespace;
+      this.#pod = event.pod;
+      this.#container = event.container;
+      this.#head = `{"type":"normal","node":${jsonString(event.node)},"namespace":${
+        jsonString(event.namespace || NONE)
+      },"pod":${jsonString(event.pod || NONE)},"container":${
+        jsonString(event.container || NONE)
+      },"pid":`;
+    }
+    if (event.containerId !== this.#containerId || event.podUid !== this.#podUid) {
+      this.#containerId = event.containerId;
+      this.#podUid = event.podUid;
+      this.#idsLiteral = `,"containerid":${jsonString(event.containerId ?? "")},"poduid":${
+        jsonString(event.podUid ?? "")
+      }`;
+    }
+    if (event.comm !== this.#comm) {
+      this.#comm = event.comm;
+      this.#commLiteral = jsonString(event.comm);
+    }
+    // Addresses, numbers, the operation and errno names never need escaping.
+    const line =
+      `${this.#head}${event.pid},"comm":${this.#commLiteral},"ipversion":${event.ipversion},"saddr":"${event.saddr}","daddr":"${event.daddr}","sport":${event.sport},"dport":${event.dport},"operation":"${
+        OPERATIONS[event.type]
+      }","tid":${event.tid},"uid":${event.uid},"gid":${event.gid},"mntns":${event.mntns},"netns":${event.netns}${this.#idsLiteral},"timestamp":"${
+        formatTimestamp(event.timeSec, event.timeNsec)
+      }"${event.error ? `,"error":"${event.error}"` : ""}}`;
+    if (!this.#pretty) return line;
+    return JSON.stringify(JSON.parse(line), null, 2).replace(/[<>&]/g, escapeChar);
   }
 }
 

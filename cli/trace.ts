@@ -11,8 +11,14 @@
  */
 
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
-import { type Enricher, NodeEnricher } from "../k8s/enrich.ts";
+import type { TcpEvent } from "../core/event.ts";
+import { UsageError } from "../core/errors.ts";
+import type { Enricher } from "../k8s/enrich.ts";
 import { type KubernetesFilter, matchesFilter } from "../k8s/filter.ts";
+import { ContainerResolver } from "../k8s/containers.ts";
+import { ContainerEnricher } from "../k8s/container_enricher.ts";
+import { MountNamespaceFilter } from "../k8s/mntns_filter.ts";
+import { hostPath } from "../k8s/host_paths.ts";
 import { formatterFor } from "./format.ts";
 import { LineOutput } from "./output.ts";
 import type { TraceFlags } from "./flags.ts";
@@ -52,14 +58,55 @@ export function kubernetesFilter(flags: TraceFlags): KubernetesFilter {
   };
 }
 
+/**
+ * The node's name: `--node-name`, else the host's name (read from the host
+ * root's /etc/hostname when that is not this file system's, as in a pod).
+ */
+export function nodeName(flags: Pick<TraceFlags, "nodeName" | "hostRoot">): string {
+  if (flags.nodeName) return flags.nodeName;
+  if (flags.hostRoot !== "/") {
+    try {
+      const name = Deno.readTextFileSync(hostPath(flags.hostRoot, "/etc/hostname")).trim();
+      if (name) return name;
+    } catch {
+      // fall back to this kernel's host name
+    }
+  }
+  return Deno.hostname();
+}
+
 /** Runs `trace tcp` on this host until it is told to stop. Returns the exit status. */
 export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Promise<number> {
-  // Validate the output format before touching the kernel.
+  // Validate everything before touching the kernel.
   const formatter = formatterFor(flags.output);
   const filter = kubernetesFilter(flags);
+  if (filter.labels) {
+    throw new UsageError(
+      "--selector needs the Kubernetes API for pod labels: use it in cluster mode (--cluster)",
+    );
+  }
   const output = new LineOutput(io.stdout);
-  const tracer = TcpTracer.open(tracerOptions(flags, io));
-  const enricher: Enricher = new NodeEnricher();
+
+  // Containers are found by rescanning /proc and kubelet's files; with a pod
+  // filter, the kernel is told which mount namespaces to let through.
+  const resolver = new ContainerResolver({ hostRoot: flags.hostRoot });
+  resolver.refresh();
+  const keeper = MountNamespaceFilter.needed(filter)
+    ? new MountNamespaceFilter(resolver, filter)
+    : undefined;
+  let tracer: TcpTracer;
+  try {
+    tracer = TcpTracer.open({
+      ...tracerOptions(flags, io),
+      mountNamespaces: keeper ? [...keeper.allowed] : undefined,
+    });
+  } catch (error) {
+    keeper?.close();
+    throw error;
+  }
+  keeper?.attach(tracer);
+  resolver.start(keeper ? 500 : 1000, (error) => io.warn(`container rescan failed: ${error}`));
+  const enricher: Enricher = new ContainerEnricher(resolver, nodeName(flags));
 
   const stop = () => tracer.stop();
   for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, stop);
@@ -71,7 +118,8 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     else io.warn(`tracing TCP connections (attached via ${tracer.attachMethod})`);
     output.flush();
 
-    const handle = (event: Parameters<Enricher["enrich"]>[0]) => {
+    // decode (in drain) -> enrich -> filter -> format
+    const handle = (event: TcpEvent) => {
       const enriched = enricher.enrich(event);
       if (matchesFilter(enriched, filter)) output.line(formatter.format(enriched));
     };
@@ -94,6 +142,8 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   } finally {
     clearTimeout(timer);
     for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, stop);
+    resolver.stop();
+    keeper?.close();
     await tracer.close();
   }
   return 0;

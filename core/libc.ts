@@ -73,6 +73,13 @@ const symbols = {
     ],
     result: "i32",
   },
+  open: {
+    parameters: [
+      "buffer", // const char *pathname
+      "i32", // int flags (no O_CREAT: the variadic mode_t is never passed)
+    ],
+    result: "i32",
+  },
   __errno_location: {
     parameters: [],
     result: "pointer", // int *
@@ -131,14 +138,21 @@ export function openLibc(): Libc {
 
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
+export const PROT_EXEC = 0x4;
 export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const O_RDONLY = 0;
+export const O_CLOEXEC = 0o2000000;
 export const POLLIN = 0x1;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const MFD_CLOEXEC = 0x1;
+/** Executable memfd, for kernels with vm.memfd_noexec (6.3+); EINVAL before. */
+export const MFD_EXEC = 0x10;
 export const CLOCK_REALTIME = 0;
 export const CLOCK_BOOTTIME = 7;
 export const EINTR = 4;
+export const EINVAL = 22;
 
 /** Whether an mmap() result is MAP_FAILED. */
 export function mapFailed(pointer: Deno.PointerValue): boolean {

@@ -14,6 +14,10 @@ export interface KubernetesFields {
   namespace: string;
   pod: string;
   container: string;
+  /** Container id (64 hex digits); empty or absent for host processes. */
+  containerId?: string;
+  /** Pod UID; empty or absent for host processes. */
+  podUid?: string;
 }
 
 /** A decoded event with its enrichment: what the output formats print. */

@@ -5,7 +5,10 @@
  * @module
  */
 
-import type { TraceEvent } from "./enrich.ts";
+import type { KubernetesFields } from "./enrich.ts";
+
+/** The fields a filter looks at: an enriched event, or a container's metadata. */
+export type FilterFields = Pick<KubernetesFields, "namespace" | "pod" | "container">;
 
 /** Which pods and containers to show. Unset fields match everything. */
 export interface KubernetesFilter {
@@ -24,13 +27,22 @@ export function selectsContainers(filter: KubernetesFilter): boolean {
 }
 
 /**
- * Whether an enriched event passes the filter. `labelsOf` gives the labels
- * of the event's pod when a selector is used.
+ * Whether an enriched event (or a container, see k8s/mntns_filter.ts)
+ * passes the filter. `labelsOf` gives the labels of its pod when a selector
+ * is used.
+ *
+ * @example
+ * ```ts
+ * import { matchesFilter } from "./filter.ts";
+ * const fields = { namespace: "shop", pod: "web-0", container: "nginx" };
+ * matchesFilter(fields, { namespace: "shop" }); // true
+ * matchesFilter({ namespace: "", pod: "", container: "" }, { pod: "web-0", host: true }); // true
+ * ```
  */
-export function matchesFilter(
-  event: TraceEvent,
+export function matchesFilter<E extends FilterFields>(
+  event: E,
   filter: KubernetesFilter,
-  labelsOf: (event: TraceEvent) => Record<string, string> | undefined = () => undefined,
+  labelsOf: (event: E) => Record<string, string> | undefined = () => undefined,
 ): boolean {
   if (!selectsContainers(filter)) return true;
   if (!event.pod) return filter.host === true;

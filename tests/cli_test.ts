@@ -93,12 +93,15 @@ Deno.test({
     const summary = events.map((e) =>
       [e.operation, e.pid, e.comm, e.ipversion, e.saddr, e.sport, e.daddr, e.dport].join(" ")
     ).sort();
-    assertEquals(summary, [
-      `accept ${server.pid} tg-server 6 ::1 ${port} ::1 ${clientPort}`,
-      `close ${client.pid} tg-client 6 ::1 ${clientPort} ::1 ${port}`,
-      `close ${server.pid} tg-server 6 ::1 ${port} ::1 ${clientPort}`,
-      `connect ${client.pid} tg-client 6 ::1 ${clientPort} ::1 ${port}`,
-    ].sort());
+    assertEquals(
+      summary,
+      [
+        `accept ${server.pid} tg-server 6 ::1 ${port} ::1 ${clientPort}`,
+        `close ${client.pid} tg-client 6 ::1 ${clientPort} ::1 ${port}`,
+        `close ${server.pid} tg-server 6 ::1 ${port} ::1 ${clientPort}`,
+        `connect ${client.pid} tg-client 6 ::1 ${clientPort} ::1 ${port}`,
+      ].sort(),
+    );
     for (const event of events) {
       assertEquals(Object.keys(event).slice(0, SEED_KEYS.length), SEED_KEYS);
       assertEquals(
@@ -147,7 +150,11 @@ Deno.test({
   name: "cli: custom-columns with the ERROR column, --failure-only",
   ignore,
   async fn() {
-    const tracer = await startTracer(["-o", "custom-columns=pid,comm,error,dport", "--failure-only"]);
+    const tracer = await startTracer([
+      "-o",
+      "custom-columns=pid,comm,error,dport",
+      "--failure-only",
+    ]);
     await using actors = await pair();
     const [server, client] = actors;
     const port = await refusedPort();
@@ -245,7 +252,10 @@ Deno.test({
     // Writing now fails with EPIPE: the tracer notices and ends quietly.
     await roundTrip(server, client);
     assertEquals((await tracer.run.finish(5000)).code, 0);
-    assertEquals(tracer.run.stderr.trim(), "tcpgadget: tracing TCP connections (attached via tp_btf)");
+    assertEquals(
+      tracer.run.stderr.trim(),
+      "tcpgadget: tracing TCP connections (attached via tp_btf)",
+    );
     await assertProgramsGone(tracer.programs);
   },
 });
@@ -273,11 +283,15 @@ Deno.test("cli: usage errors are one line with exit status 2", async () => {
   );
   await assertOneLineError(
     ["trace", "tcp", "-o", "custom-columns=pid,nope"],
-    'unknown column "nope"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, timestamp',
+    'unknown column "nope"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, timestamp',
     2,
   );
   await assertOneLineError(["trace", "udp"], 'unknown gadget "udp": only "tcp" is available', 2);
-  await assertOneLineError(["frobnicate"], `unknown command "frobnicate" (see 'tcpgadget help')`, 2);
+  await assertOneLineError(
+    ["frobnicate"],
+    `unknown command "frobnicate" (see 'tcpgadget help')`,
+    2,
+  );
 });
 
 Deno.test({
@@ -296,7 +310,16 @@ Deno.test({
 
 /** Runs a shell snippet in a private mount namespace, then tcpgadget. */
 function inPrivateMounts(setup: string): string[] {
-  return ["unshare", "--mount", "--propagation", "private", "sh", "-c", `${setup} && exec "$@"`, "sh"];
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `${setup} && exec "$@"`,
+    "sh",
+  ];
 }
 
 Deno.test({
@@ -362,7 +385,7 @@ Deno.test({
   async fn() {
     await assertOneLineError(
       ["trace", "tcp"],
-      /^tcpgadget: cannot load libbpf from \/nonexistent\/libbpf\.so\.1: .*No such file or directory.*\n$/,
+      /^tcpgadget: cannot load libbpf from \/nonexistent\/libbpf\.so\.1 \(TCPGADGET_LIBBPF\): .*No such file or directory.*\n$/,
       1,
       { env: { TCPGADGET_LIBBPF: "/nonexistent/libbpf.so.1" } },
     );

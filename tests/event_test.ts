@@ -67,7 +67,8 @@ Deno.test("decode: an IPv4 connect with every field", () => {
   );
   assertEquals(event, {
     type: "C",
-    timestamp: 1_700_000_000_000_000_005n,
+    timeSec: 1_700_000_000,
+    timeNsec: 5,
     pid: 1234,
     tid: 1235,
     uid: 1000,
@@ -185,8 +186,7 @@ Deno.test("decode: a 15-character command name is kept whole", () => {
 });
 
 Deno.test("formatIPv6: compression rules of RFC 5952", () => {
-  const bytes = (groups: number[]) =>
-    new Uint8Array(groups.flatMap((g) => [g >> 8, g & 0xff]));
+  const bytes = (groups: number[]) => new Uint8Array(groups.flatMap((g) => [g >> 8, g & 0xff]));
   assertEquals(formatIPv6(bytes([0, 0, 0, 0, 0, 0, 0, 0])), "::");
   assertEquals(formatIPv6(bytes([0, 0, 0, 0, 0, 0, 0, 1])), "::1");
   assertEquals(formatIPv6(bytes([1, 0, 0, 0, 0, 0, 0, 0])), "1::");
@@ -198,5 +198,8 @@ Deno.test("formatIPv6: compression rules of RFC 5952", () => {
   // The longest run wins; on a tie, the first.
   assertEquals(formatIPv6(bytes([0x2001, 0xdb8, 0, 0, 1, 0, 0, 0])), "2001:db8:0:0:1::");
   assertEquals(formatIPv6(bytes([0x2001, 0, 0, 1, 0, 0, 1, 1])), "2001::1:0:0:1:1");
-  assertEquals(formatIPv6(bytes([0xfe80, 0, 0, 0, 0xabcd, 0xef, 0x12, 0x3400])), "fe80::abcd:ef:12:3400");
+  assertEquals(
+    formatIPv6(bytes([0xfe80, 0, 0, 0, 0xabcd, 0xef, 0x12, 0x3400])),
+    "fe80::abcd:ef:12:3400",
+  );
 });

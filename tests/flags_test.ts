@@ -54,7 +54,10 @@ Deno.test("flags: errors are one clear line", () => {
     [["--pid", "abc"], '--pid must be a positive integer, got "abc"'],
     [["--pid", "0"], '--pid must be a positive integer, got "0"'],
     [["--timeout=-1"], '--timeout must be a positive number of seconds, got "-1"'],
-    [["--timeout", "-1"], "--timeout needs a value; for one that starts with '-', write --timeout=VALUE"],
+    [
+      ["--timeout", "-1"],
+      "--timeout needs a value; for one that starts with '-', write --timeout=VALUE",
+    ],
     [["-o"], "--output needs a value"],
     [["--timeout", "soon"], '--timeout must be a positive number of seconds, got "soon"'],
     [["-n", "a", "-A"], "--namespace and --all-namespaces cannot be used together"],

@@ -9,7 +9,8 @@ import { assertEquals, assertThrows } from "./helpers/assert.ts";
 // The wget connect of the seed document.
 const WGET: TraceEvent = {
   type: "C",
-  timestamp: 1_764_030_000_123_456_789n,
+  timeSec: 1_764_030_000,
+  timeNsec: 123_456_789,
   pid: 16266,
   tid: 16266,
   uid: 0,
@@ -74,7 +75,7 @@ Deno.test("custom-columns: unknown and empty names are clear errors", () => {
   assertThrows(
     () => parseCustomColumns("pid,bogus"),
     UsageError,
-    'unknown column "bogus"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, timestamp',
+    'unknown column "bogus"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, timestamp',
   );
   assertThrows(() => parseCustomColumns("pid,,comm"), UsageError, /empty column name/);
   assertThrows(() => formatterFor("yaml"), UsageError, /unknown output format "yaml"/);
@@ -84,7 +85,10 @@ Deno.test("columns: an IPv6 address is never truncated; the column widens", () =
   const table = new TableFormatter(parseCustomColumns("saddr,daddr,dport"));
   const wide = "2001:db8:1234:5678:9abc:def0:1234:5678";
   assertEquals(table.header(), "SADDR            DADDR            DPORT");
-  assertEquals(table.format({ ...WGET, saddr: wide, daddr: "::1" }), `${wide} ::1              443`);
+  assertEquals(
+    table.format({ ...WGET, saddr: wide, daddr: "::1" }),
+    `${wide} ::1              443`,
+  );
   // Later lines stay aligned with the widened column.
   assertEquals(
     table.format({ ...WGET, saddr: "::1", daddr: "::1" }),
@@ -95,7 +99,7 @@ Deno.test("columns: an IPv6 address is never truncated; the column widens", () =
 Deno.test("json: the seed's keys in its order, Go-style escaping, then extras", () => {
   assertEquals(
     new JsonFormatter().format(WGET),
-    '{"type":"normal","node":"minikube","namespace":"\\u003c\\u003e","pod":"\\u003c\\u003e","container":"\\u003c\\u003e","pid":16266,"comm":"wget","ipversion":4,"saddr":"172.17.0.3","daddr":"188.114.97.3","sport":34878,"dport":443,"operation":"connect","tid":16266,"uid":0,"gid":0,"mntns":4026532470,"netns":4026532473,"timestamp":"2025-11-25T00:20:00.123456789Z"}',
+    '{"type":"normal","node":"minikube","namespace":"\\u003c\\u003e","pod":"\\u003c\\u003e","container":"\\u003c\\u003e","pid":16266,"comm":"wget","ipversion":4,"saddr":"172.17.0.3","daddr":"188.114.97.3","sport":34878,"dport":443,"operation":"connect","tid":16266,"uid":0,"gid":0,"mntns":4026532470,"netns":4026532473,"containerid":"","poduid":"","timestamp":"2025-11-25T00:20:00.123456789Z"}',
   );
 });
 

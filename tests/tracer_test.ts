@@ -134,7 +134,7 @@ for (
           assertEquals(connectEvent.uid, Deno.uid());
           assertEquals(connectEvent.mntns, Deno.statSync(`/proc/${client.pid}/ns/mnt`).ino);
           assertEquals(connectEvent.netns, Deno.statSync(`/proc/${client.pid}/ns/net`).ino);
-          const wallClockMs = Number(connectEvent.timestamp / 1_000_000n);
+          const wallClockMs = connectEvent.timeSec * 1000 + connectEvent.timeNsec / 1e6;
           assert(Math.abs(wallClockMs - Date.now()) < 60_000, "timestamp is wall-clock time");
         }),
     });
@@ -160,12 +160,19 @@ Deno.test({
       const workerActor = { pid: worker.pid as number, comm: "tg-worker" } as Actor;
       assertSameEvents(
         events,
-        lifecycle(workerActor, client, {
-          listenPort: listener.port,
-          clientPort: connected.sport,
-          clientSock: 0,
-          serverSock: 0,
-        }, 4, "127.0.0.1", "127.0.0.1"),
+        lifecycle(
+          workerActor,
+          client,
+          {
+            listenPort: listener.port,
+            clientPort: connected.sport,
+            clientSock: 0,
+            serverSock: 0,
+          },
+          4,
+          "127.0.0.1",
+          "127.0.0.1",
+        ),
       );
     }),
 });

@@ -1,6 +1,7 @@
 /**
  * Test processes that make TCP connections on command (tcp_actor.py), each
- * with its own command name, optionally inside a network namespace.
+ * with its own command name, optionally inside a network namespace and a
+ * mount namespace of their own.
  *
  * @module
  */
@@ -32,11 +33,22 @@ export class Actor {
     this.#lines = lines;
   }
 
-  /** Starts an actor named `comm`, in network namespace `netns` if given. */
-  static async start(comm: string, options: { netns?: string } = {}): Promise<Actor> {
-    const [command, ...args] = options.netns
-      ? ["ip", "netns", "exec", options.netns, "python3", ACTOR, comm]
-      : ["python3", ACTOR, comm];
+  /**
+   * Starts an actor named `comm`, in network namespace `netns` if given,
+   * and in a mount namespace of its own with `unshareMount` (as a
+   * container's processes are).
+   */
+  static async start(
+    comm: string,
+    options: { netns?: string; unshareMount?: boolean } = {},
+  ): Promise<Actor> {
+    const [command, ...args] = [
+      ...(options.netns ? ["ip", "netns", "exec", options.netns] : []),
+      ...(options.unshareMount ? ["unshare", "--mount", "--propagation", "private"] : []),
+      "python3",
+      ACTOR,
+      comm,
+    ];
     const child = new Deno.Command(command, {
       args,
       stdin: "piped",

@@ -109,7 +109,9 @@ export class CliRun {
       const remaining = deadline - performance.now();
       if (remaining <= 0) {
         throw new Error(
-          `timed out waiting for ${what}; stdout: ${this.stdoutLines.join("\\n")}; stderr: ${this.stderr}`,
+          `timed out waiting for ${what}; stdout: ${
+            this.stdoutLines.join("\\n")
+          }; stderr: ${this.stderr}`,
         );
       }
       let timer: ReturnType<typeof setTimeout> | undefined;

@@ -1,0 +1,289 @@
+/**
+ * Containers as the kernel and kubelet's files see them, without a
+ * container runtime: test actors in mount namespaces of their own, placed
+ * in cgroups named as kubelet and the runtimes name them (cgroupfs or
+ * systemd driver; containerd, CRI-O or Docker; cgroup v1 and/or v2), with
+ * kubelet's log directories and links under a temporary host root whose
+ * `proc` and `sys` lead to the real ones.
+ *
+ * Every cgroup directory is made below `/tgtest-<pid>-<n>` of each
+ * hierarchy and removed on disposal, after the processes have left.
+ *
+ * @module
+ */
+
+import { Actor } from "./actors.ts";
+import { hasCommand } from "./privileges.ts";
+
+export type CgroupDriver = "cgroupfs" | "systemd";
+export type QosClass = "guaranteed" | "burstable" | "besteffort";
+export type Runtime = "containerd" | "crio" | "docker";
+/** v1: the pids and name=systemd hierarchies; v2: the unified one. */
+export type Hierarchy = "v1" | "v2";
+
+/** What a fake container is. */
+export interface ContainerSpec {
+  namespace: string;
+  pod: string;
+  container: string;
+  /** Command name of its process. */
+  comm: string;
+  driver: CgroupDriver;
+  qos: QosClass;
+  runtime: Runtime;
+  hierarchies: Hierarchy[];
+  /** Default: a new random UID. Containers of one pod share it. */
+  podUid?: string;
+}
+
+const CGROUP_ROOT = "/sys/fs/cgroup";
+
+/** Mount points of the hierarchies available here. */
+function hierarchyMounts(): Record<Hierarchy, string[]> {
+  const exists = (path: string) => {
+    try {
+      Deno.statSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const v1 = ["pids", "systemd"].map((h) => `${CGROUP_ROOT}/${h}`)
+    .filter((path) => exists(`${path}/tasks`));
+  const v2 = [`${CGROUP_ROOT}/unified`, CGROUP_ROOT]
+    .filter((path) => exists(`${path}/cgroup.controllers`)).slice(0, 1);
+  return { v1, v2 };
+}
+
+/** The hierarchies tests can place processes in here. */
+export function availableHierarchies(): Hierarchy[] {
+  const mounts = hierarchyMounts();
+  return (["v1", "v2"] as const).filter((h) => mounts[h].length > 0);
+}
+
+/** Why fake containers cannot be made here, or undefined. */
+export function containersSkipReason(): string | undefined {
+  if (!hasCommand("unshare")) return "unshare (util-linux) not installed";
+  if (availableHierarchies().length === 0) return `no cgroup hierarchy under ${CGROUP_ROOT}`;
+  return undefined;
+}
+
+function randomHex(bytes: number): string {
+  return [...crypto.getRandomValues(new Uint8Array(bytes))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The cgroup path (below the test's prefix) of a container, as its driver and runtime name it. */
+export function containerCgroupPath(
+  spec: Pick<ContainerSpec, "driver" | "qos" | "runtime">,
+  podUid: string,
+  containerId: string,
+): string {
+  const guaranteed = spec.qos === "guaranteed";
+  if (spec.driver === "cgroupfs") {
+    const qos = guaranteed ? "" : `/${spec.qos}`;
+    const id = spec.runtime === "crio" ? `crio-${containerId}` : containerId;
+    return `/kubepods${qos}/pod${podUid}/${id}`;
+  }
+  const uid = podUid.replaceAll("-", "_");
+  const qosSlice = guaranteed ? "" : `/kubepods-${spec.qos}.slice`;
+  const podSlice = guaranteed ? `kubepods-pod${uid}.slice` : `kubepods-${spec.qos}-pod${uid}.slice`;
+  const prefix = { containerd: "cri-containerd", crio: "crio", docker: "docker" }[spec.runtime];
+  return `/kubepods.slice${qosSlice}/${podSlice}/${prefix}-${containerId}.scope`;
+}
+
+/** A fake container: its process, ids and cgroups. */
+export interface FakeContainer {
+  spec: ContainerSpec;
+  actor: Actor;
+  podUid: string;
+  containerId: string;
+  /** Mount namespace id of its process. */
+  mntns: number;
+  /** cgroup v2 id of its cgroup (1, the root, if only in v1 hierarchies). */
+  cgroupId: bigint;
+  /** What the resolver should say about it. */
+  expected: {
+    namespace: string;
+    pod: string;
+    container: string;
+    containerId: string;
+    podUid: string;
+  };
+}
+
+let counter = 0;
+
+/**
+ * A temporary host root with kubelet's directories, and the containers
+ * started in it. Dispose of it (`await using`) to stop the containers and
+ * remove their cgroups and files.
+ */
+export class FakeNode implements AsyncDisposable {
+  /** The host root to give the resolver. */
+  readonly root: string;
+  /** Below this in every hierarchy (e.g. `/tgtest-4242-1`). */
+  readonly prefix: string;
+  readonly #mounts = hierarchyMounts();
+  readonly #containers: FakeContainer[] = [];
+  /** Directories made, in every hierarchy, in creation order. */
+  readonly #cgroupDirs: string[] = [];
+
+  private constructor(root: string, prefix: string) {
+    this.root = root;
+    this.prefix = prefix;
+  }
+
+  /** A new host root: `proc` and `sys` link to the real ones, `var/log` is real. */
+  static create(): FakeNode {
+    const root = Deno.makeTempDirSync({ prefix: "tgnode-" });
+    Deno.symlinkSync("/proc", `${root}/proc`);
+    Deno.symlinkSync("/sys", `${root}/sys`);
+    Deno.mkdirSync(`${root}/var/log/containers`, { recursive: true });
+    Deno.mkdirSync(`${root}/var/log/pods`, { recursive: true });
+    counter++;
+    const node = new FakeNode(root, `/tgtest-${Deno.pid}-${counter}`);
+    node.#removeStale();
+    return node;
+  }
+
+  /** The containers started so far. */
+  get containers(): readonly FakeContainer[] {
+    return this.#containers;
+  }
+
+  /** Starts a container: cgroups, kubelet's files, and its process. */
+  async start(spec: ContainerSpec): Promise<FakeContainer> {
+    const podUid = spec.podUid ?? crypto.randomUUID();
+    const containerId = randomHex(32);
+    const path = this.prefix + containerCgroupPath(spec, podUid, containerId);
+    const dirs: string[] = [];
+    for (const hierarchy of spec.hierarchies) {
+      const mounts = this.#mounts[hierarchy];
+      if (mounts.length === 0) throw new Error(`no cgroup ${hierarchy} hierarchy here`);
+      for (const mount of mounts) dirs.push(this.#mkdirCgroup(mount, path));
+    }
+    this.#kubeletFiles(spec, podUid, containerId);
+    const actor = await Actor.start(spec.comm, { unshareMount: true });
+    const container: FakeContainer = {
+      spec,
+      actor,
+      podUid,
+      containerId,
+      mntns: Deno.statSync(`/proc/${actor.pid}/ns/mnt`).ino!,
+      cgroupId: 1n,
+      expected: {
+        namespace: spec.namespace,
+        pod: spec.pod,
+        container: spec.container,
+        containerId,
+        podUid,
+      },
+    };
+    this.#containers.push(container);
+    for (const dir of dirs) Deno.writeTextFileSync(`${dir}/cgroup.procs`, `${actor.pid}\n`);
+    if (spec.hierarchies.includes("v2")) {
+      container.cgroupId = BigInt(Deno.statSync(`${this.#mounts.v2[0]}${path}`).ino!);
+    }
+    return container;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.#containers.map((c) => c.actor.stop()));
+    const failures: string[] = [];
+    // Deepest first.
+    for (const dir of [...this.#cgroupDirs].reverse()) {
+      const error = removeCgroupDir(dir);
+      if (error) failures.push(error);
+    }
+    for (const mounts of Object.values(this.#mounts)) {
+      for (const mount of mounts) {
+        const error = removeCgroupDir(`${mount}${this.prefix}`);
+        if (error) failures.push(error);
+      }
+    }
+    Deno.removeSync(this.root, { recursive: true });
+    if (failures.length > 0) throw new Error(`cgroups left behind: ${failures.join("; ")}`);
+  }
+
+  /** mkdir -p of a cgroup, recording each directory made. */
+  #mkdirCgroup(mount: string, path: string): string {
+    let dir = mount;
+    for (const segment of path.split("/").filter(Boolean)) {
+      dir += `/${segment}`;
+      try {
+        Deno.mkdirSync(dir);
+        if (dir !== `${mount}${this.prefix}`) this.#cgroupDirs.push(dir);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      }
+    }
+    return dir;
+  }
+
+  #kubeletFiles(spec: ContainerSpec, podUid: string, containerId: string): void {
+    const logDir =
+      `${this.root}/var/log/pods/${spec.namespace}_${spec.pod}_${podUid}/${spec.container}`;
+    Deno.mkdirSync(logDir, { recursive: true });
+    Deno.writeTextFileSync(`${logDir}/0.log`, "");
+    Deno.symlinkSync(
+      `${logDir}/0.log`,
+      `${this.root}/var/log/containers/${spec.pod}_${spec.namespace}_${spec.container}-${containerId}.log`,
+    );
+  }
+
+  /** Cgroups of earlier test runs that died before cleaning up. */
+  #removeStale(): void {
+    for (const mounts of Object.values(this.#mounts)) {
+      for (const mount of mounts) {
+        for (const entry of Deno.readDirSync(mount)) {
+          const match = /^tgtest-(\d+)-\d+$/.exec(entry.name);
+          if (!match || !entry.isDirectory) continue;
+          try {
+            Deno.statSync(`/proc/${match[1]}`);
+            continue; // its test process still runs
+          } catch {
+            removeTree(`${mount}/${entry.name}`);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Moves any process left in a cgroup to the hierarchy's root, then removes it. */
+function removeCgroupDir(dir: string): string | undefined {
+  try {
+    Deno.statSync(dir);
+  } catch {
+    return undefined;
+  }
+  const mount = hierarchyMountOf(dir);
+  try {
+    const procs = Deno.readTextFileSync(`${dir}/cgroup.procs`).split("\n").filter(Boolean);
+    for (const pid of procs) {
+      try {
+        Deno.writeTextFileSync(`${mount}/cgroup.procs`, `${pid}\n`);
+      } catch {
+        // exited meanwhile
+      }
+    }
+    Deno.removeSync(dir);
+    return undefined;
+  } catch (error) {
+    return `${dir}: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
+
+function removeTree(dir: string): void {
+  for (const entry of Deno.readDirSync(dir)) {
+    if (entry.isDirectory) removeTree(`${dir}/${entry.name}`);
+  }
+  removeCgroupDir(dir);
+}
+
+function hierarchyMountOf(dir: string): string {
+  const mounts = hierarchyMounts();
+  const all = [...mounts.v1, ...mounts.v2].sort((a, b) => b.length - a.length);
+  return all.find((mount) => dir.startsWith(`${mount}/`)) ?? CGROUP_ROOT;
+}
