@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { TraceEvent } from "../k8s/enrich.ts";
+import type { Endpoint, TraceEvent } from "../k8s/enrich.ts";
 import { UsageError } from "../core/errors.ts";
 
 /** One column of the table output. */
@@ -49,12 +49,34 @@ export const COLUMNS: readonly Column[] = [
   { name: "containerid", header: "CONTAINERID", width: 13, value: (e) => e.containerId ?? "" },
   { name: "poduid", header: "PODUID", width: 36, value: (e) => e.podUid ?? "" },
   {
+    name: "src",
+    header: "SRC",
+    width: 24,
+    value: (e) => endpointText(e.srcEndpoint, e.saddr, e.sport),
+  },
+  {
+    name: "dst",
+    header: "DST",
+    width: 24,
+    value: (e) => endpointText(e.dstEndpoint, e.daddr, e.dport),
+  },
+  {
     name: "timestamp",
     header: "TIMESTAMP",
     width: 30,
     value: (e) => formatTimestamp(e.timeSec, e.timeNsec),
   },
 ];
+
+/**
+ * An endpoint as Inspektor Gadget writes it: `p/<namespace>/<pod>:<port>`
+ * for a pod, `s/<namespace>/<service>:<port>` for a service, else
+ * `r/<address>:<port>`.
+ */
+export function endpointText(endpoint: Endpoint | undefined, ip: string, port: number): string {
+  if (!endpoint) return `r/${ip.includes(":") ? `[${ip}]` : ip}:${port}`;
+  return `${endpoint.kind === "pod" ? "p" : "s"}/${endpoint.namespace}/${endpoint.name}:${port}`;
+}
 
 /** The default columns, as Inspektor Gadget prints them. */
 export const DEFAULT_COLUMNS: readonly Column[] = COLUMNS.slice(0, 12);

@@ -30,6 +30,14 @@ export interface TraceFlags {
   hostRoot: string;
   /** Name printed as NODE (default: the host name). */
   nodeName?: string;
+  /** Trace the cluster of the kubeconfig instead of this host. */
+  cluster: boolean;
+  kubeconfig?: string;
+  context?: string;
+  /** Namespace of the agent pods (cluster mode). */
+  agentNamespace?: string;
+  /** Image of the agent pods (cluster mode). */
+  image?: string;
   help: boolean;
 }
 
@@ -50,6 +58,11 @@ const OPTIONS = {
   host: { type: "boolean", default: false },
   "host-root": { type: "string", default: "/" },
   "node-name": { type: "string" },
+  cluster: { type: "boolean", default: false },
+  kubeconfig: { type: "string" },
+  context: { type: "string" },
+  "agent-namespace": { type: "string" },
+  image: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -76,6 +89,14 @@ Flags:
       --host                 with a pod filter, also show host processes
       --host-root PATH       the host's / (default /; in a pod, where it is mounted)
       --node-name NAME       name shown as NODE (default: the host name)
+
+Cluster mode (from anywhere with a kubeconfig; nothing to install):
+      --cluster              trace the nodes of the current kubeconfig context
+      --kubeconfig PATH      kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
+      --context NAME         kubeconfig context
+      --agent-namespace NS   namespace of the short-lived agent pods (default: the context's)
+      --image IMAGE          agent pod image (default: debian:bookworm-slim)
+  In cluster mode, -n defaults to the context's namespace; -A traces every namespace.
   -h, --help                 show this help
 
 Columns (custom-columns names; the first twelve are the default):
@@ -108,7 +129,17 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     host: values.host,
     hostRoot: values["host-root"],
     help: values.help,
+    cluster: values.cluster,
   };
+  for (
+    const [flag, key] of [["--kubeconfig", "kubeconfig"], ["--context", "context"], [
+      "--agent-namespace",
+      "agentNamespace",
+    ], ["--image", "image"]] as const
+  ) {
+    const value = values[flag.slice(2) as "kubeconfig" | "context" | "agent-namespace" | "image"];
+    if (value !== undefined) flags[key] = nonEmpty(flag, value);
+  }
   if (values.timeout !== undefined) flags.timeout = positiveNumber("--timeout", values.timeout);
   if (values.pid !== undefined) flags.pid = positiveInteger("--pid", values.pid);
   if (values.comm !== undefined) {
@@ -188,4 +219,42 @@ function describeParseError(error: unknown): string {
     default:
       return message.split("\n")[0];
   }
+}
+
+/** Usage text of `cleanup`. */
+export const CLEANUP_HELP =
+  `Delete the agent pods of earlier cluster-mode runs (label app.kubernetes.io/managed-by=tcpgadget).
+
+Usage:
+  tcpgadget cleanup [--kubeconfig PATH] [--context NAME] [--agent-namespace NS]
+
+Without --agent-namespace, every namespace is searched.
+`;
+
+/** Parses `cleanup` arguments; "help" for -h. */
+export function parseCleanupFlags(
+  args: string[],
+): { kubeconfig?: string; context?: string; namespace?: string } | "help" {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        kubeconfig: { type: "string" },
+        context: { type: "string" },
+        "agent-namespace": { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new UsageError(describeParseError(error).replace("trace tcp --help", "cleanup --help"));
+  }
+  if (values.help) return "help";
+  return {
+    kubeconfig: values.kubeconfig,
+    context: values.context,
+    namespace: values["agent-namespace"],
+  };
 }

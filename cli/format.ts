@@ -13,7 +13,7 @@ import {
   parseCustomColumns,
 } from "./columns.ts";
 import { OPERATIONS } from "../core/event.ts";
-import type { TraceEvent } from "../k8s/enrich.ts";
+import type { Endpoint, TraceEvent } from "../k8s/enrich.ts";
 import { UsageError } from "../core/errors.ts";
 
 /** Turns events into lines of output. */
@@ -143,10 +143,66 @@ export class JsonFormatter implements Formatter {
         OPERATIONS[event.type]
       }","tid":${event.tid},"uid":${event.uid},"gid":${event.gid},"mntns":${event.mntns},"netns":${event.netns}${this.#idsLiteral},"timestamp":"${
         formatTimestamp(event.timeSec, event.timeNsec)
-      }"${event.error ? `,"error":"${event.error}"` : ""}}`;
+      }"${event.srcEndpoint ? `,"srcendpoint":${endpointJson(event.srcEndpoint)}` : ""}${
+        event.dstEndpoint ? `,"dstendpoint":${endpointJson(event.dstEndpoint)}` : ""
+      }${event.error ? `,"error":"${event.error}"` : ""}}`;
     if (!this.#pretty) return line;
     return JSON.stringify(JSON.parse(line), null, 2).replace(/[<>&]/g, escapeChar);
   }
+}
+
+function endpointJson(endpoint: Endpoint): string {
+  return `{"kind":"${endpoint.kind}","namespace":${jsonString(endpoint.namespace)},"name":${
+    jsonString(endpoint.name)
+  }}`;
+}
+
+/**
+ * Reads back a line of {@link JsonFormatter} output (what an agent pod
+ * sends in cluster mode).
+ *
+ * @example
+ * ```ts
+ * import { JsonFormatter, parseJsonEvent } from "./format.ts";
+ * // parseJsonEvent(new JsonFormatter().format(event)) has event's fields.
+ * ```
+ */
+export function parseJsonEvent(line: string): TraceEvent {
+  // deno-lint-ignore no-explicit-any
+  const o: Record<string, any> = JSON.parse(line);
+  const type = (Object.entries(OPERATIONS).find(([, operation]) => operation === o.operation)
+    ?.[0] ?? "U") as TraceEvent["type"];
+  const time = Date.parse(String(o.timestamp).replace(/\.\d+Z$/, "Z"));
+  const fraction = String(o.timestamp).match(/\.(\d{9})Z$/)?.[1] ?? "0";
+  const unnamed = (value: unknown) => value === NONE ? "" : String(value ?? "");
+  const event: TraceEvent = {
+    type,
+    timeSec: Math.floor(time / 1000),
+    timeNsec: Number(fraction),
+    pid: o.pid,
+    tid: o.tid ?? o.pid,
+    uid: o.uid ?? 0,
+    gid: o.gid ?? 0,
+    comm: o.comm,
+    mntns: o.mntns ?? 0,
+    netns: o.netns ?? 0,
+    cgroupId: 0n,
+    ipversion: o.ipversion,
+    saddr: o.saddr,
+    sport: o.sport,
+    daddr: o.daddr,
+    dport: o.dport,
+    node: o.node,
+    namespace: unnamed(o.namespace),
+    pod: unnamed(o.pod),
+    container: unnamed(o.container),
+    containerId: o.containerid ?? "",
+    podUid: o.poduid ?? "",
+  };
+  if (o.srcendpoint) event.srcEndpoint = o.srcendpoint;
+  if (o.dstendpoint) event.dstEndpoint = o.dstendpoint;
+  if (o.error) event.error = o.error;
+  return event;
 }
 
 /** JSON string literal with Go's HTML-safe escaping of <, > and &. */

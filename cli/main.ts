@@ -5,7 +5,7 @@
  */
 
 import { TcpgadgetError, UsageError } from "../core/errors.ts";
-import { parseTraceFlags, TRACE_HELP } from "./flags.ts";
+import { CLEANUP_HELP, parseCleanupFlags, parseTraceFlags, TRACE_HELP } from "./flags.ts";
 import { traceTcp } from "./trace.ts";
 import { versionReport } from "./version.ts";
 
@@ -14,6 +14,7 @@ export const HELP = `tcpgadget: trace TCP connections with eBPF, with process, c
 
 Usage:
   tcpgadget trace tcp [flags]   trace connect, accept and close events (see --help)
+  tcpgadget cleanup [flags]     delete agent pods left in the cluster by earlier runs
   tcpgadget version             versions of tcpgadget, libbpf and the BPF object
   tcpgadget help                this text
 `;
@@ -66,7 +67,20 @@ async function dispatch(args: string[]): Promise<number> {
         console.log(TRACE_HELP);
         return 0;
       }
+      if (parsed.cluster) {
+        const { traceCluster } = await import("../k8s/cluster.ts");
+        return await traceCluster(parsed, { main: new URL("../mod.ts", import.meta.url) });
+      }
       return await traceTcp(parsed);
+    }
+    case "cleanup": {
+      const flags = parseCleanupFlags(rest);
+      if (flags === "help") {
+        console.log(CLEANUP_HELP);
+        return 0;
+      }
+      const { cleanup } = await import("../k8s/cluster.ts");
+      return await cleanup(flags);
     }
     default:
       throw new UsageError(`unknown command "${command}" (see 'tcpgadget help')`);

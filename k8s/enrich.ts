@@ -18,6 +18,43 @@ export interface KubernetesFields {
   containerId?: string;
   /** Pod UID; empty or absent for host processes. */
   podUid?: string;
+  /** The pod or service the local address belongs to, if known (needs the API). */
+  srcEndpoint?: Endpoint;
+  /** The pod or service the remote address belongs to, if known (needs the API). */
+  dstEndpoint?: Endpoint;
+}
+
+/** What an address is in the cluster: a pod's or a service's. */
+export interface Endpoint {
+  kind: "pod" | "svc";
+  namespace: string;
+  name: string;
+}
+
+/** Finds the pod or service of an address. */
+export interface EndpointDirectory {
+  endpoint(ip: string): Endpoint | undefined;
+}
+
+/**
+ * Adds `srcEndpoint` and `dstEndpoint` to what another enricher produces.
+ *
+ * @example
+ * ```ts
+ * import { NodeEnricher, withEndpoints } from "./enrich.ts";
+ * const directory = { endpoint: (ip: string) => ip === "10.96.0.10" ? { kind: "svc" as const, namespace: "kube-system", name: "kube-dns" } : undefined };
+ * const enricher = withEndpoints(new NodeEnricher("node-a"), directory);
+ * ```
+ */
+export function withEndpoints(inner: Enricher, directory: EndpointDirectory): Enricher {
+  return {
+    enrich(event: TcpEvent): TraceEvent {
+      const enriched = inner.enrich(event);
+      enriched.srcEndpoint = directory.endpoint(enriched.saddr);
+      enriched.dstEndpoint = directory.endpoint(enriched.daddr);
+      return enriched;
+    },
+  };
 }
 
 /** A decoded event with its enrichment: what the output formats print. */

@@ -1,0 +1,182 @@
+/**
+ * tcpgadget copies itself into each agent pod through the exec API: the
+ * compiled binary if it is one, otherwise the Deno executable plus a
+ * one-file bundle of the program. Files are streamed (never held in
+ * memory), written under a temporary name, and checked for size and
+ * SHA-256 in the pod before they are used: large exec transfers can be cut
+ * short without an error.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { TcpgadgetError } from "../core/errors.ts";
+import { AGENT_DIR } from "./agent_pod.ts";
+import { execInPod, type ExecTarget } from "./exec.ts";
+
+/** A file to copy into the pod. */
+export interface PayloadFile {
+  /** Name in the pod's agent directory. */
+  name: string;
+  /** Path here. */
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** What to copy, and how to start node mode from it in the pod. */
+export interface Payload {
+  files: PayloadFile[];
+  /** The command line that runs `tcpgadget <args>` in the pod. */
+  command(args: string[]): string[];
+  /** Removes local temporary files (the bundle). */
+  dispose(): Promise<void>;
+}
+
+/** SHA-256 of a file, streamed. */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  // Reading the stream to its end closes the file.
+  const file = await Deno.open(path);
+  for await (const chunk of file.readable) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+async function describe(name: string, path: string): Promise<PayloadFile> {
+  const { size } = await Deno.stat(path);
+  return { name, path, size, sha256: await sha256File(path) };
+}
+
+/** Whether this process is a `deno compile`d binary. */
+export function isCompiledBinary(): boolean {
+  // A compiled program's modules live in a virtual directory of this name.
+  return Deno.mainModule.includes("/deno-compile-");
+}
+
+/**
+ * The payload for this process: the binary itself, or (under `deno run`)
+ * the Deno executable and a bundle made with `deno bundle` from `main`.
+ */
+export async function preparePayload(main: URL): Promise<Payload> {
+  if (isCompiledBinary()) {
+    const binary = await describe("tcpgadget", Deno.execPath());
+    return {
+      files: [binary],
+      command: (args) => [`${AGENT_DIR}/tcpgadget`, ...args],
+      dispose: () => Promise.resolve(),
+    };
+  }
+  const dir = await Deno.makeTempDir({ prefix: "tcpgadget-bundle-" });
+  try {
+    const bundle = `${dir}/tcpgadget.js`;
+    const result = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--quiet", "--platform", "deno", "--output", bundle, main.pathname],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!result.success) {
+      throw new TcpgadgetError(
+        `cannot bundle tcpgadget for the agent pods: ${
+          new TextDecoder().decode(result.stderr).replace(/\x1b\[[0-9;]*m/g, "").trim()
+            .split("\n")[0]
+        }`,
+      );
+    }
+    const files = [await describe("deno", Deno.execPath()), await describe("tcpgadget.js", bundle)];
+    return {
+      files,
+      command: (args) => [
+        "env",
+        `DENO_DIR=${AGENT_DIR}/.deno`,
+        "DENO_NO_UPDATE_CHECK=1",
+        `${AGENT_DIR}/deno`,
+        "run",
+        "--allow-all",
+        "--no-config",
+        "--no-lock",
+        `${AGENT_DIR}/tcpgadget.js`,
+        ...args,
+      ],
+      dispose: () => Deno.remove(dir, { recursive: true }),
+    };
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
+}
+
+/** Size and SHA-256 of a file in the pod, or undefined if it is not there. */
+async function remoteDigest(
+  target: ExecTarget,
+  path: string,
+): Promise<{ size: number; sha256: string } | undefined> {
+  let output = "";
+  const { exitCode } = await execInPod(
+    target,
+    ["sh", "-c", `test -f '${path}' && stat -c %s '${path}' && sha256sum '${path}'`],
+    { onStdout: (chunk) => output += new TextDecoder().decode(chunk) },
+  );
+  if (exitCode !== 0) return undefined;
+  const [size, digest] = output.trim().split("\n");
+  return { size: Number(size), sha256: digest?.split(/\s+/)[0] ?? "" };
+}
+
+/** What an upload did, for the user. */
+export interface UploadReport {
+  bytes: number;
+  milliseconds: number;
+  /** Files already in the pod with the right digest (not sent again). */
+  reused: number;
+}
+
+/**
+ * Copies the payload into the pod (files already there and intact are not
+ * sent again), then verifies each file's size and SHA-256 in the pod.
+ */
+export async function uploadPayload(target: ExecTarget, payload: Payload): Promise<UploadReport> {
+  const started = performance.now();
+  let bytes = 0;
+  let reused = 0;
+  for (const file of payload.files) {
+    const path = `${AGENT_DIR}/${file.name}`;
+    const existing = await remoteDigest(target, path);
+    if (existing?.size === file.size && existing.sha256 === file.sha256) {
+      reused++;
+      continue;
+    }
+    // `head -c` stops after exactly the file's bytes, so the copy ends even
+    // over protocol v4, which cannot signal the end of standard input.
+    const script = `mkdir -p '${AGENT_DIR}' && head -c ${file.size} > '${path}.part' && ` +
+      `chmod 755 '${path}.part' && mv '${path}.part' '${path}'`;
+    let stderr = "";
+    const source = await Deno.open(file.path);
+    let exitCode: number;
+    try {
+      ({ exitCode } = await execInPod(target, ["sh", "-c", script], {
+        stdin: source.readable,
+        onStderr: (chunk) => stderr += new TextDecoder().decode(chunk),
+      }));
+    } finally {
+      try {
+        source.close();
+      } catch {
+        // already closed by reading its stream to the end
+      }
+    }
+    if (exitCode !== 0) {
+      throw new TcpgadgetError(
+        `copying ${file.name} into pod ${target.namespace}/${target.pod} failed (exit ${exitCode}): ${stderr.trim()}`,
+      );
+    }
+    bytes += file.size;
+    const copied = await remoteDigest(target, path);
+    if (copied?.size !== file.size || copied.sha256 !== file.sha256) {
+      throw new TcpgadgetError(
+        `copy of ${file.name} into pod ${target.namespace}/${target.pod} is damaged: ${
+          copied ? `${copied.size} bytes, sha256 ${copied.sha256}` : "missing"
+        }, expected ${file.size} bytes, sha256 ${file.sha256}`,
+      );
+    }
+  }
+  return { bytes, milliseconds: performance.now() - started, reused };
+}
