@@ -43,6 +43,12 @@ enum {
 	BPF_NOEXIST = 1,
 };
 
+/* Only to ask, with bpf_core_enum_value_exists(), whether the running
+ * kernel has a helper. */
+enum bpf_func_id {
+	BPF_FUNC_get_current_task_btf = 158,
+};
+
 enum {
 	BPF_RB_NO_WAKEUP = 1,
 	BPF_RB_FORCE_WAKEUP = 2,

@@ -86,7 +86,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 * 1024 * 1024); /* user space may resize */
+	__uint(max_entries, 4 * 1024 * 1024); /* user space may resize */
 } events SEC(".maps");
 
 /* Events dropped because the ring buffer was full, per CPU. */
@@ -105,27 +105,49 @@ static __always_inline bool is_open(int state)
 	return state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT;
 }
 
+/*
+ * Kernel memory is read directly where the verifier knows its type from BTF
+ * (tp_btf arguments, bpf_get_current_task_btf()): a plain load, several
+ * times cheaper than bpf_probe_read_kernel(), which the other programs
+ * (raw_tp fallback, syscall tracepoints) must use. `btf` is a constant in
+ * every caller, so each program keeps only one of the two paths.
+ */
+#define KREAD(btf, ptr, field) ((btf) ? (ptr)->field : BPF_CORE_READ(ptr, field))
+
+/* bpf_get_current_task_btf() exists from Linux 5.11; libbpf removes the
+ * branch that the running kernel cannot verify. */
+#define HAVE_TASK_BTF bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)
+
+static __always_inline __u32 current_mntns(void)
+{
+	/* 0 once an exiting task has dropped its namespaces. */
+	if (HAVE_TASK_BTF) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		return task->nsproxy->mnt_ns->ns.inum;
+	}
+	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), nsproxy, mnt_ns, ns.inum);
+}
+
+static __always_inline bool current_is_kthread(void)
+{
+	if (HAVE_TASK_BTF)
+		return bpf_get_current_task_btf()->flags & PF_KTHREAD;
+	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), flags) & PF_KTHREAD;
+}
+
 static __always_inline void owner_from_current(struct owner *o)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
 
 	o->cgroup_id = bpf_get_current_cgroup_id();
-	/* 0 once an exiting task has dropped its namespaces. */
-	o->mntns_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	o->mntns_id = current_mntns();
 	o->pid = pid_tgid >> 32;
 	o->tid = (__u32)pid_tgid;
 	o->uid = (__u32)uid_gid;
 	o->gid = uid_gid >> 32;
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
-}
-
-static __always_inline bool current_is_kthread(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return BPF_CORE_READ(task, flags) & PF_KTHREAD;
 }
 
 /* Applied to the attributed process (NULL for U events, which have none). */
@@ -161,8 +183,48 @@ static __always_inline long wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
+/*
+ * Without BTF-typed pointers every field costs a bpf_probe_read_kernel();
+ * the addresses, ports and family all sit in the first bytes of struct
+ * sock_common, so one read of those bytes replaces six. Offsets are CO-RE
+ * relocated constants; false if this kernel's layout puts a field beyond
+ * the bytes read (the caller then reads field by field).
+ */
+#define TUPLE_BYTES 96
+#define TUPLE_FIELD(buf, type, field) \
+	(*(type *)((buf) + bpf_core_field_offset(struct sock_common, field)))
+
+static __always_inline bool read_tuple_at_once(struct sock *sk, struct event *e)
+{
+	__u8 buf[TUPLE_BYTES];
+	__u16 family;
+
+	if (bpf_core_field_offset(struct sock_common, skc_v6_rcv_saddr) + 16 > TUPLE_BYTES ||
+	    bpf_core_field_offset(struct sock_common, skc_v6_daddr) + 16 > TUPLE_BYTES ||
+	    bpf_core_field_offset(struct sock_common, skc_family) + 2 > TUPLE_BYTES ||
+	    bpf_core_field_offset(struct sock_common, skc_dport) + 2 > TUPLE_BYTES ||
+	    bpf_core_field_offset(struct sock_common, skc_daddr) + 4 > TUPLE_BYTES ||
+	    bpf_core_field_offset(struct sock_common, skc_rcv_saddr) + 4 > TUPLE_BYTES)
+		return false;
+	if (bpf_probe_read_kernel(buf, sizeof(buf), sk))
+		return false;
+	family = TUPLE_FIELD(buf, __u16, skc_family);
+	e->family = family;
+	e->dport = bpf_ntohs(TUPLE_FIELD(buf, __u16, skc_dport));
+	if (family == AF_INET) {
+		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+		*(__u32 *)e->saddr = TUPLE_FIELD(buf, __u32, skc_rcv_saddr);
+		*(__u32 *)e->daddr = TUPLE_FIELD(buf, __u32, skc_daddr);
+	} else {
+		__builtin_memcpy(e->saddr, &TUPLE_FIELD(buf, struct in6_addr, skc_v6_rcv_saddr), 16);
+		__builtin_memcpy(e->daddr, &TUPLE_FIELD(buf, struct in6_addr, skc_v6_daddr), 16);
+	}
+	return true;
+}
+
 static __always_inline void emit(struct sock *sk, __u8 type,
-				 const struct owner *o, __u16 error)
+				 const struct owner *o, __u16 error, const bool btf)
 {
 	struct event *e;
 	__u16 family;
@@ -177,25 +239,39 @@ static __always_inline void emit(struct sock *sk, __u8 type,
 		return;
 	}
 
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->timestamp_ns = bpf_ktime_get_boot_ns();
-	e->netns_id = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->family = family;
-	/* inet_sport, not skc_num: a closing socket's port is released (skc_num
-	 * zeroed) before the tracepoint fires on recent kernels. */
-	e->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->error = error;
 	e->type = type;
-	if (family == AF_INET) {
-		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-		bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
-	} else {
-		bpf_core_read(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	/* inet_sport, not skc_num: a closing socket's port is released (skc_num
+	 * zeroed) before the tracepoint fires on recent kernels. It lies beyond
+	 * struct sock, where the verifier allows no direct read of a sock. */
+	e->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	if (btf || !read_tuple_at_once(sk, e)) {
+		family = KREAD(btf, sk, __sk_common.skc_family);
+		e->family = family;
+		e->dport = bpf_ntohs(KREAD(btf, sk, __sk_common.skc_dport));
+		if (family == AF_INET) {
+			__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+			__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+			if (btf) {
+				*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
+				*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
+			} else {
+				bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+				bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
+			}
+		} else if (btf) {
+			__builtin_memcpy(e->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+			__builtin_memcpy(e->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+		} else {
+			bpf_core_read(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+			bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+		}
 	}
+	if (btf)
+		e->netns_id = sk->__sk_common.skc_net.net->ns.inum;
+	else
+		e->netns_id = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	if (o) {
 		e->cgroup_id = o->cgroup_id;
 		e->mntns_id = o->mntns_id;
@@ -223,38 +299,44 @@ static __always_inline bool wanted(__u32 kind)
 
 /* Emits C/A/X for a known process, U for an unknown one, if selected. */
 static __always_inline void emit_attributed(struct sock *sk, __u8 type, __u32 kind,
-					    const struct owner *o, __u16 error)
+					    const struct owner *o, __u16 error, const bool btf)
 {
 	if (!o) {
 		if (wanted(KIND_UNKNOWN) && owner_allowed(0))
-			emit(sk, EVENT_UNKNOWN, 0, error);
+			emit(sk, EVENT_UNKNOWN, 0, error, btf);
 		return;
 	}
 	if (wanted(kind) && owner_allowed(o))
-		emit(sk, type, o, error);
+		emit(sk, type, o, error, btf);
 }
 
-static __always_inline void on_close(struct sock *sk)
+static __always_inline void on_close(struct sock *sk, const bool btf)
 {
 	__u64 key = (__u64)sk;
 	struct owner *owner = bpf_map_lookup_elem(&owners, &key);
 	const struct owner *who = owner;
 	struct owner current;
 
-	if (BPF_CORE_READ(sk, sk_lock.owned) && !current_is_kthread()) {
-		owner_from_current(&current);
-		/* An exiting task closes its sockets after dropping its
-		 * namespaces; its mount namespace is still the owner's. */
-		if (!current.mntns_id && owner)
-			current.mntns_id = owner->mntns_id;
-		who = &current;
+	if (KREAD(btf, sk, sk_lock.owned)) {
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+		/* Mostly the thread that opened it: its record is the closer's. */
+		if ((!owner || owner->tid != tid) && !current_is_kthread()) {
+			owner_from_current(&current);
+			/* An exiting task closes its sockets after dropping its
+			 * namespaces; its mount namespace is still the owner's. */
+			if (!current.mntns_id && owner)
+				current.mntns_id = owner->mntns_id;
+			who = &current;
+		}
 	}
-	emit_attributed(sk, EVENT_CLOSE, KIND_CLOSE, who, 0);
+	emit_attributed(sk, EVENT_CLOSE, KIND_CLOSE, who, 0, btf);
 	if (owner)
 		bpf_map_delete_elem(&owners, &key);
 }
 
-static __always_inline int handle_set_state(struct sock *sk, int oldstate, int newstate)
+static __always_inline int handle_set_state(struct sock *sk, int oldstate, int newstate,
+					    const bool btf)
 {
 	__u64 key = (__u64)sk;
 	struct owner *owner;
@@ -264,35 +346,35 @@ static __always_inline int handle_set_state(struct sock *sk, int oldstate, int n
 	if (newstate == TCP_SYN_SENT) {
 		struct owner current;
 
-		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		if (KREAD(btf, sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
 		owner_from_current(&current);
 		bpf_map_update_elem(&owners, &key, &current, BPF_ANY);
 		return 0;
 	}
 	if (oldstate == TCP_SYN_SENT) {
-		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		if (KREAD(btf, sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
 		owner = bpf_map_lookup_elem(&owners, &key);
 		if (newstate == TCP_ESTABLISHED) {
-			emit_attributed(sk, EVENT_CONNECT, KIND_CONNECT, owner, 0);
+			emit_attributed(sk, EVENT_CONNECT, KIND_CONNECT, owner, 0, btf);
 		} else if (newstate == TCP_CLOSE) {
 			/* sk_err is set before tcp_done(); 0 means the
 			 * application gave up (closed) before an answer. */
-			__u16 err = BPF_CORE_READ(sk, sk_err);
+			__u16 err = KREAD(btf, sk, sk_err);
 
 			if (!err)
 				err = ECONNABORTED;
-			emit_attributed(sk, EVENT_CONNECT, KIND_CONNECT_FAILED, owner, err);
+			emit_attributed(sk, EVENT_CONNECT, KIND_CONNECT_FAILED, owner, err, btf);
 			if (owner)
 				bpf_map_delete_elem(&owners, &key);
 		}
 		return 0;
 	}
 	if (is_open(oldstate) && !is_open(newstate)) {
-		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		if (KREAD(btf, sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
-		on_close(sk);
+		on_close(sk, btf);
 		return 0;
 	}
 	if (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE) {
@@ -306,7 +388,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_set_state_btf, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
-	return handle_set_state((struct sock *)sk, oldstate, newstate);
+	return handle_set_state((struct sock *)sk, oldstate, newstate, true);
 }
 
 /* Same handler for kernels whose BTF cannot type the tracepoint. */
@@ -314,7 +396,7 @@ SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(tcp_set_state_raw, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
-	return handle_set_state((struct sock *)sk, oldstate, newstate);
+	return handle_set_state((struct sock *)sk, oldstate, newstate, false);
 }
 
 /* The TCP (IPv4 or IPv6) socket of a socket file, or NULL. */
@@ -346,14 +428,25 @@ static __always_inline struct sock *tcp_sock_from_file(struct file *file)
 /* The TCP socket behind a descriptor accept() returned: a socket file. */
 static __always_inline struct sock *tcp_sock_from_accepted_fd(long fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds;
 	struct file *file = 0;
 
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0)
 		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
+	if (HAVE_TASK_BTF) {
+		struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+
+		if (fd >= fdt->max_fds)
+			return 0;
+		fds = fdt->fd;
+	} else {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+
+		if (fd >= BPF_CORE_READ(fdt, max_fds))
+			return 0;
+		fds = BPF_CORE_READ(fdt, fd);
+	}
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0;
 	return tcp_sock_from_socket_file(file);
@@ -382,7 +475,7 @@ static __always_inline int handle_accept(long fd)
 	owner_from_current(&current);
 	bpf_map_update_elem(&owners, &key, &current, BPF_ANY);
 	if (wanted(KIND_ACCEPT) && owner_allowed(&current))
-		emit(sk, EVENT_ACCEPT, &current, 0);
+		emit(sk, EVENT_ACCEPT, &current, 0, false);
 	return 0;
 }
 

@@ -101,7 +101,7 @@ Cluster mode (from anywhere with a kubeconfig; nothing to install):
 
 Columns (custom-columns names; the first twelve are the default):
   node namespace pod container t pid comm ip saddr daddr sport dport
-  error tid uid gid mntns netns containerid poduid timestamp
+  error tid uid gid mntns netns containerid poduid src dst timestamp
 `;
 
 /**

@@ -60,7 +60,7 @@ export interface TracerOptions {
    * can be changed while tracing with {@link TcpTracer.allowMountNamespace}.
    */
   mountNamespaces?: Iterable<number>;
-  /** Ring buffer size in bytes, a power of two (default 8 MiB). */
+  /** Ring buffer size in bytes, a power of two (default 4 MiB). */
   ringBufferBytes?: number;
   /**
    * The kernel wakes the reader once this many bytes are queued (default

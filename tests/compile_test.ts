@@ -25,7 +25,7 @@ async function compile(dir: string, runtime?: string): Promise<Deno.CommandOutpu
   return await new Deno.Command(Deno.execPath(), {
     args,
     cwd: ROOT,
-    env,
+    env: { ...env, NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   })
@@ -61,7 +61,7 @@ async function buildRealBinary(): Promise<{ binary?: string; skip?: string; dir:
   const dir = await Deno.makeTempDir({ prefix: "tcpgadget-compile-" });
   const result = await compile(dir, Deno.env.get("DENORT_BIN"));
   if (!result.success) {
-    const causes = new TextDecoder().decode(result.stderr).replace(/\x1b\[[0-9;]*m/g, "")
+    const causes = new TextDecoder().decode(result.stderr)
       .split("\n").map((line) => line.trim()).filter((line) => /^\d+: /.test(line))
       .filter((line) => !line.includes("<unknown>"));
     return {

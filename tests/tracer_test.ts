@@ -15,6 +15,16 @@ import { assertProgramsGone, programIdsHeldBy } from "./helpers/bpf_programs.ts"
 
 const ignore = needsBpf("tracer_test.ts");
 
+/** Whether this kernel's BTF types the tracepoint, so tp_btf must be used. */
+function kernelHasTpBtf(): boolean {
+  try {
+    const btf = Deno.readFileSync("/sys/kernel/btf/vmlinux");
+    return new TextDecoder("latin1").decode(btf).includes("btf_trace_inet_sock_set_state");
+  } catch {
+    return false;
+  }
+}
+
 /** Runs `body` with a fresh tracer and actors, closing all of them after. */
 async function withTracer(
   options: TracerOptions,
@@ -113,6 +123,8 @@ for (
       ignore,
       fn: () =>
         withTracer({}, async (tracer) => {
+          // The preferred attachment, where the kernel offers it.
+          assertEquals(tracer.attachMethod, kernelHasTpBtf() ? "tp_btf" : "raw_tp");
           await using list = await actors("tg-server", "tg-client");
           const [server, client] = list;
           const c = await connect(server, client, listenAddr, connectAddr);
