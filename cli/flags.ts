@@ -34,6 +34,8 @@ export interface TraceFlags {
   cluster: boolean;
   kubeconfig?: string;
   context?: string;
+  /** Node mode: use the service account of the pod this runs in for the API. */
+  inCluster: boolean;
   /** Namespace of the agent pods (cluster mode). */
   agentNamespace?: string;
   /** Image of the agent pods (cluster mode). */
@@ -61,6 +63,7 @@ const OPTIONS = {
   cluster: { type: "boolean", default: false },
   kubeconfig: { type: "string" },
   context: { type: "string" },
+  "in-cluster": { type: "boolean", default: false },
   "agent-namespace": { type: "string" },
   image: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
@@ -89,6 +92,7 @@ Flags:
       --host                 with a pod filter, also show host processes
       --host-root PATH       the host's / (default /; in a pod, where it is mounted)
       --node-name NAME       name shown as NODE (default: the host name)
+      --in-cluster           node mode: use the pod's service account for the API (as --kubeconfig)
 
 Cluster mode (from anywhere with a kubeconfig; nothing to install):
       --cluster              trace the nodes of the current kubeconfig context
@@ -97,6 +101,8 @@ Cluster mode (from anywhere with a kubeconfig; nothing to install):
       --agent-namespace NS   namespace of the short-lived agent pods (default: the context's)
       --image IMAGE          agent pod image (default: debian:bookworm-slim)
   In cluster mode, -n defaults to the context's namespace; -A traces every namespace.
+  In node mode, --kubeconfig/--context (or --in-cluster) are optional: with them, -l works and
+  the hidden src/dst columns name remote pods and services.
   -h, --help                 show this help
 
 Columns (custom-columns names; the first twelve are the default):
@@ -130,6 +136,7 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     hostRoot: values["host-root"],
     help: values.help,
     cluster: values.cluster,
+    inCluster: values["in-cluster"],
   };
   for (
     const [flag, key] of [["--kubeconfig", "kubeconfig"], ["--context", "context"], [

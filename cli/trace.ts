@@ -13,7 +13,7 @@
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
 import type { TcpEvent } from "../core/event.ts";
 import { UsageError } from "../core/errors.ts";
-import type { Enricher } from "../k8s/enrich.ts";
+import { type Enricher, withEndpoints } from "../k8s/enrich.ts";
 import { type KubernetesFilter, matchesFilter } from "../k8s/filter.ts";
 import { ContainerResolver } from "../k8s/containers.ts";
 import { ContainerEnricher } from "../k8s/container_enricher.ts";
@@ -75,24 +75,44 @@ export function nodeName(flags: Pick<TraceFlags, "nodeName" | "hostRoot">): stri
   return Deno.hostname();
 }
 
+/** Starts the watch of pods and services that node mode uses when given API access. */
+async function startMetadata(flags: TraceFlags, io: TraceIo) {
+  const { loadKubeconfig, KubeClient, inClusterKubeconfig } = await import("../k8s/kube_client.ts");
+  const { ClusterMetadata } = await import("../k8s/cluster_metadata.ts");
+  const client = new KubeClient(
+    flags.inCluster
+      ? inClusterKubeconfig()
+      : loadKubeconfig({ kubeconfig: flags.kubeconfig, context: flags.context }),
+  );
+  const metadata = new ClusterMetadata((message) => io.warn(message));
+  await metadata.start(client, { services: true });
+  return metadata;
+}
+
 /** Runs `trace tcp` on this host until it is told to stop. Returns the exit status. */
 export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Promise<number> {
   // Validate everything before touching the kernel.
   const formatter = formatterFor(flags.output);
   const filter = kubernetesFilter(flags);
-  if (filter.labels) {
+  const useApi = flags.kubeconfig !== undefined || flags.context !== undefined || flags.inCluster;
+  if (filter.labels && !useApi) {
     throw new UsageError(
-      "--selector needs the Kubernetes API for pod labels: use it in cluster mode (--cluster)",
+      "--selector needs the Kubernetes API for pod labels: give --kubeconfig (or --in-cluster), or use cluster mode (--cluster)",
     );
   }
   const output = new LineOutput(io.stdout);
+
+  // Optional: the API names remote pods and services and gives labels.
+  const metadata = useApi ? await startMetadata(flags, io) : undefined;
+  const labelsOf = (fields: { podUid?: string }) =>
+    fields.podUid ? metadata?.pod(fields.podUid)?.labels : undefined;
 
   // Containers are found by rescanning /proc and kubelet's files; with a pod
   // filter, the kernel is told which mount namespaces to let through.
   const resolver = new ContainerResolver({ hostRoot: flags.hostRoot });
   resolver.refresh();
   const keeper = MountNamespaceFilter.needed(filter)
-    ? new MountNamespaceFilter(resolver, filter)
+    ? new MountNamespaceFilter(resolver, filter, { labelsOf })
     : undefined;
   let tracer: TcpTracer;
   try {
@@ -102,11 +122,13 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     });
   } catch (error) {
     keeper?.close();
+    await metadata?.stop();
     throw error;
   }
   keeper?.attach(tracer);
   resolver.start(keeper ? 500 : 1000, (error) => io.warn(`container rescan failed: ${error}`));
-  const enricher: Enricher = new ContainerEnricher(resolver, nodeName(flags));
+  const containers = new ContainerEnricher(resolver, nodeName(flags));
+  const enricher: Enricher = metadata ? withEndpoints(containers, metadata) : containers;
 
   const stop = () => tracer.stop();
   for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, stop);
@@ -121,7 +143,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     // decode (in drain) -> enrich -> filter -> format
     const handle = (event: TcpEvent) => {
       const enriched = enricher.enrich(event);
-      if (matchesFilter(enriched, filter)) output.line(formatter.format(enriched));
+      if (matchesFilter(enriched, filter, labelsOf)) output.line(formatter.format(enriched));
     };
     let lastLostCheck = performance.now();
     let running = true;
@@ -145,6 +167,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     resolver.stop();
     keeper?.close();
     await tracer.close();
+    await metadata?.stop();
   }
   return 0;
 }

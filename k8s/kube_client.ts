@@ -54,7 +54,7 @@ function firstLine(error: unknown): string {
 export function loadKubeconfig(options: KubeconfigOptions = {}): LoadedKubeconfig {
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   const config = new k8s.KubeConfig();
-  let source: string;
+  let source = "~/.kube/config";
   try {
     if (options.kubeconfig) {
       source = options.kubeconfig;
@@ -88,9 +88,7 @@ export function loadKubeconfig(options: KubeconfigOptions = {}): LoadedKubeconfi
   } catch (error) {
     if (error instanceof TcpgadgetError) throw error;
     throw new TcpgadgetError(
-      `invalid kubeconfig ${options.kubeconfig ?? env("KUBECONFIG") ?? "~/.kube/config"}: ${
-        firstLine(error)
-      }`,
+      `invalid kubeconfig ${source}: ${firstLine(error)}`,
       { cause: error },
     );
   }
@@ -118,6 +116,33 @@ export function loadKubeconfig(options: KubeconfigOptions = {}): LoadedKubeconfi
     context,
     namespace: contextObject.namespace || "default",
     server: cluster.server,
+  };
+}
+
+/** The kubeconfig of the pod this runs in (its service account). */
+export function inClusterKubeconfig(): LoadedKubeconfig {
+  if (!exists(SERVICE_ACCOUNT_TOKEN) || !Deno.env.get("KUBERNETES_SERVICE_HOST")) {
+    throw new TcpgadgetError(
+      `--in-cluster: no service account here (${SERVICE_ACCOUNT_TOKEN}, KUBERNETES_SERVICE_HOST)`,
+    );
+  }
+  const config = new k8s.KubeConfig();
+  config.loadFromCluster();
+  const cluster = config.getCurrentCluster();
+  let namespace = "default";
+  try {
+    namespace = Deno.readTextFileSync(
+      "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+    ).trim() || namespace;
+  } catch {
+    // keep "default"
+  }
+  return {
+    config,
+    source: "in-cluster service account",
+    context: config.getCurrentContext(),
+    namespace,
+    server: cluster?.server ?? "",
   };
 }
 
@@ -153,6 +178,19 @@ export function httpStatus(error: unknown): number {
   return statusOf(error)?.code ?? 0;
 }
 
+/** Which API server a request went to, for messages. */
+export interface ApiOrigin {
+  server: string;
+  context?: string;
+  /** Where the kubeconfig was read from. */
+  source?: string;
+}
+
+// Failures to open a connection (node-fetch's FetchError carries the
+// system error's code), as opposed to an answer from the server.
+const NETWORK_ERROR =
+  /ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|socket hang up|certificate|SSL|TLS/i;
+
 /**
  * A one-line error for a failed API request: RBAC denials name the verb,
  * resource and namespace to grant; PodSecurity rejections name the label
@@ -161,19 +199,31 @@ export function httpStatus(error: unknown): number {
 export function apiError(
   error: unknown,
   request: RequestDescription,
-  server: string,
+  origin: ApiOrigin,
 ): TcpgadgetError {
   if (error instanceof TcpgadgetError) return error;
+  const server = origin.server;
   const where = request.namespace ? ` in namespace "${request.namespace}"` : "";
   const what = `${request.verb} ${request.resource}${request.name ? ` "${request.name}"` : ""}`;
   const answer = statusOf(error);
   if (!answer) {
     const message = firstLine(error);
-    const cause = error instanceof Error && error.cause ? `: ${firstLine(error.cause)}` : "";
-    return new TcpgadgetError(
-      `cannot reach the Kubernetes API server at ${server} (${what}${where}): ${message}${cause}`,
-      { cause: error },
-    );
+    const code = (error as { code?: unknown }).code;
+    if (
+      (error as Error)?.name === "FetchError" || NETWORK_ERROR.test(`${code ?? ""} ${message}`)
+    ) {
+      // node-fetch: "request to URL failed, reason: connect ECONNREFUSED ..."
+      const reason = message.match(/, reason: (.*)$/)?.[1] ?? message;
+      const context = origin.context
+        ? ` (context "${origin.context}"${origin.source ? ` of kubeconfig ${origin.source}` : ""})`
+        : "";
+      return new TcpgadgetError(
+        `cannot connect to the Kubernetes API server at ${server}${context}: ${reason}`,
+        { cause: error },
+      );
+    }
+    // Credentials that could not be obtained (an exec plugin that failed), and the like.
+    return new TcpgadgetError(`${what}${where} failed: ${message}`, { cause: error });
   }
   const { code, status } = answer;
   const message = (status.message ?? "").split("\n")[0];
@@ -191,12 +241,15 @@ export function apiError(
     );
   }
   if (code === 403) {
-    const [resource, subresource] = request.resource.split("/");
-    const rule = subresource
-      ? `verb "${request.verb}" on resource "${resource}/${subresource}"`
-      : `verb "${request.verb}" on resource "${resource}"`;
+    // The authorizer names what it denied ("cannot get resource
+    // \"pods/exec\""): an exec is checked for two verbs, say which one.
+    const denied = message.match(/cannot (\S+) resource "([^"]+)"/);
+    const verb = denied?.[1] ?? request.verb;
+    const resource = denied?.[2] ?? request.resource;
     return new TcpgadgetError(
-      `permission denied: tcpgadget needs ${rule}${where || " (cluster-wide)"}; ${message}`,
+      `permission denied: tcpgadget needs verb "${verb}" on resource "${resource}"${
+        where || " (cluster-wide)"
+      }; ${message}`,
       { cause: error },
     );
   }
@@ -219,12 +272,39 @@ export class KubeClient {
     this.core = kubeconfig.config.makeApiClient(k8s.CoreV1Api);
   }
 
-  /** Runs a request, turning a failure into a one-line error naming it. */
-  async call<T>(request: RequestDescription, run: (core: k8s.CoreV1Api) => Promise<T>): Promise<T> {
+  /**
+   * Runs a request, turning a failure into a one-line error naming it.
+   * With `timeoutMs`, a server that does not answer in time (a firewall
+   * that drops packets) is an error too, instead of a wait of minutes.
+   */
+  async call<T>(
+    request: RequestDescription,
+    run: (core: k8s.CoreV1Api) => Promise<T>,
+    timeoutMs?: number,
+  ): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      return await run(this.core);
+      const answer = run(this.core);
+      if (timeoutMs === undefined) return await answer;
+      return await Promise.race([
+        answer,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            const { server, context, source } = this.kubeconfig;
+            reject(
+              new TcpgadgetError(
+                `cannot connect to the Kubernetes API server at ${server} (context "${context}" of kubeconfig ${source}): no answer within ${
+                  timeoutMs / 1000
+                } s`,
+              ),
+            );
+          }, timeoutMs);
+        }),
+      ]);
     } catch (error) {
-      throw apiError(error, request, this.kubeconfig.server);
+      throw apiError(error, request, this.kubeconfig);
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -129,7 +129,7 @@ Deno.test({
     assertEquals(result.code, 2);
     assertEquals(
       result.stderr,
-      "tcpgadget: --selector needs the Kubernetes API for pod labels: use it in cluster mode (--cluster)\n",
+      "tcpgadget: --selector needs the Kubernetes API for pod labels: give --kubeconfig (or --in-cluster), or use cluster mode (--cluster)\n",
     );
   },
 });

@@ -117,3 +117,32 @@ Deno.test("jsonpretty: indented, same content", () => {
   assertEquals(pretty.split("\n")[1], '  "type": "normal",');
   assertEquals(JSON.parse(pretty), JSON.parse(new JsonFormatter().format(WGET)));
 });
+
+Deno.test("custom-columns: src and dst as Inspektor Gadget writes endpoints", () => {
+  const formatter = formatterFor("custom-columns=src,dst");
+  assertEquals(formatter.header(), "SRC                      DST");
+  assertEquals(
+    formatter.format({
+      ...WGET,
+      srcEndpoint: { kind: "pod", namespace: "shop", name: "web-0" },
+      dstEndpoint: { kind: "svc", namespace: "kube-system", name: "kube-dns" },
+    }),
+    "p/shop/web-0:34878       s/kube-system/kube-dns:443",
+  );
+  assertEquals(
+    formatter.format({ ...WGET, saddr: "fd00::1", sport: 1, daddr: "10.0.0.1", dport: 2 }),
+    "r/[fd00::1]:1            r/10.0.0.1:2",
+  );
+});
+
+Deno.test("json: endpoints as objects, then error", () => {
+  const line = new JsonFormatter().format({
+    ...WGET,
+    dstEndpoint: { kind: "svc", namespace: "default", name: "web" },
+    error: "ECONNREFUSED",
+  });
+  assertEquals(
+    line.slice(line.indexOf(',"dstendpoint"')),
+    ',"dstendpoint":{"kind":"svc","namespace":"default","name":"web"},"error":"ECONNREFUSED"}',
+  );
+});
