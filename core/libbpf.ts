@@ -104,6 +104,20 @@ const symbols = {
     ],
     result: "pointer", // struct bpf_link *
   },
+  bpf_program__fd: {
+    parameters: [
+      "pointer", // const struct bpf_program *prog
+    ],
+    result: "i32",
+  },
+  bpf_obj_get_info_by_fd: {
+    parameters: [
+      "i32", // int bpf_fd
+      "buffer", // void *info
+      "buffer", // __u32 *info_len
+    ],
+    result: "i32",
+  },
   bpf_program__attach_iter: {
     parameters: [
       "pointer", // const struct bpf_program *prog

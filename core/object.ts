@@ -197,6 +197,22 @@ export class BpfProgram {
   }
 
   /**
+   * Times the kernel skipped this program because it was already running on
+   * the same CPU (an interrupt nested in it): `recursion_misses` of its info.
+   */
+  recursionMisses(): bigint {
+    const fd = this.#lib.bpf_program__fd(this.pointer);
+    if (fd < 0) return 0n;
+    // struct bpf_prog_info: recursion_misses is the __u64 at offset 208
+    // (Linux 5.12+); an older kernel fills less and it stays 0.
+    const info = new Uint8Array(232);
+    const length = new Uint32Array([info.length]);
+    if (this.#lib.bpf_obj_get_info_by_fd(fd, info, new Uint8Array(length.buffer)) < 0) return 0n;
+    if (length[0] < 216) return 0n;
+    return new DataView(info.buffer).getBigUint64(208, true);
+  }
+
+  /**
    * Runs an iterator program (`SEC("iter/...")`) once over everything it
    * iterates, discarding its output.
    */

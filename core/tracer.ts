@@ -6,7 +6,7 @@
  */
 
 import tcptracerObject from "../bpf/tcptracer.bpf.o" with { type: "bytes" };
-import { type BpfLink, type BpfMap, BpfObject, possibleCpus } from "./object.ts";
+import { type BpfLink, type BpfMap, BpfObject, type BpfProgram, possibleCpus } from "./object.ts";
 import { RingBufferReader } from "./ringbuf.ts";
 import { EventDecoder, type TcpEvent } from "./event.ts";
 import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "./libc.ts";
@@ -138,6 +138,8 @@ export class TcpTracer {
   readonly #pollIntervalMs: number;
   readonly #onWarning: (message: string) => void;
   #lostReported = 0n;
+  #missesReported = 0n;
+  readonly #programs: BpfProgram[];
   #closed = false;
   /** How the state-change program is attached. */
   readonly attachMethod: AttachMethod;
@@ -153,6 +155,7 @@ export class TcpTracer {
   ) {
     this.#object = object;
     this.#links = links;
+    this.#programs = object.programs().filter((p) => p.autoload);
     this.attachMethod = attachMethod;
     this.startupMs = startupMs;
     const events = object.map("events");
@@ -275,12 +278,37 @@ export class TcpTracer {
     return total;
   }
 
-  /** Warns "lost N events" if more were lost since the last report. */
+  /**
+   * Times the kernel skipped one of the programs because it was already
+   * running on that CPU (an interrupt arrived during it and hit the same
+   * tracepoint). Such a skip may have dropped an event; nothing else would
+   * tell.
+   */
+  skippedRuns(): bigint {
+    if (this.#closed) return this.#missesReported;
+    let total = 0n;
+    for (const program of this.#programs) total += program.recursionMisses();
+    return total;
+  }
+
+  /**
+   * Warns "lost N events" if more were lost since the last report, and
+   * about programs runs the kernel skipped.
+   */
   reportLost(): void {
     const lost = this.lostEvents();
     if (lost > this.#lostReported) {
       this.#onWarning(`lost ${lost - this.#lostReported} events (ring buffer full)`);
       this.#lostReported = lost;
+    }
+    const skipped = this.skippedRuns();
+    if (skipped > this.#missesReported) {
+      this.#onWarning(
+        `the kernel skipped ${
+          skipped - this.#missesReported
+        } runs of tcpgadget's programs (nested on a busy CPU): events may be missing`,
+      );
+      this.#missesReported = skipped;
     }
   }
 
