@@ -186,7 +186,7 @@ export function parseJsonEvent(line: string): TraceEvent {
     comm: o.comm,
     mntns: o.mntns ?? 0,
     netns: o.netns ?? 0,
-    cgroupId: 0n,
+    cgroupId: 0,
     ipversion: o.ipversion,
     saddr: o.saddr,
     sport: o.sport,

@@ -39,7 +39,7 @@ export class LineOutput {
   ) {
     this.#writer = writer;
     this.#fd = options.fd ?? (writer === Deno.stdout ? 1 : undefined);
-    this.#flushAt = options.flushAt ?? 16 * 1024;
+    this.#flushAt = options.flushAt ?? 64 * 1024;
   }
 
   /** True once the reader closed the pipe; later lines are dropped. */

@@ -37,6 +37,9 @@ const DEFAULT_IO: TraceIo = {
 
 const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
+// While events flow, how long to let them gather between reads.
+const BATCH_MS = 2;
+
 /** The tracer options that `trace tcp` flags ask for. */
 export function tracerOptions(flags: TraceFlags, io: TraceIo = DEFAULT_IO): TracerOptions {
   return {
@@ -130,7 +133,11 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   const containers = new ContainerEnricher(resolver, nodeName(flags));
   const enricher: Enricher = metadata ? withEndpoints(containers, metadata) : containers;
 
-  const stop = () => tracer.stop();
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+    tracer.stop();
+  };
   for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, stop);
   const timer = flags.timeout === undefined ? undefined : setTimeout(stop, flags.timeout * 1000);
   try {
@@ -148,13 +155,20 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     let lastLostCheck = performance.now();
     let running = true;
     while (running && !output.closed) {
-      tracer.drain(handle);
+      const read = tracer.drain(handle);
       if (!output.flush() || output.readerGone()) break;
       if (performance.now() - lastLostCheck >= 1000) {
         tracer.reportLost();
         lastLostCheck = performance.now();
       }
-      running = await tracer.wait();
+      if (read > 0) {
+        // Events are flowing: let a batch build up for a moment rather
+        // than ask poll() (a thread hop per call) after every few events.
+        await new Promise((resolve) => setTimeout(resolve, BATCH_MS));
+        running = !stopping;
+      } else {
+        running = await tracer.wait();
+      }
     }
     // Events that happened before the stop still count.
     if (!output.closed) {

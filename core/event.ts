@@ -38,8 +38,8 @@ export interface TcpEvent {
   mntns: number;
   /** Network namespace inode number of the socket. */
   netns: number;
-  /** cgroup v2 id of the process (0 if unknown). */
-  cgroupId: bigint;
+  /** cgroup v2 id of the process (0 if unknown; a number: ids stay far below 2^53). */
+  cgroupId: number;
   ipversion: 4 | 6;
   /** Local address and port (for an accepted connection: the server's). */
   saddr: string;
@@ -160,7 +160,8 @@ export class EventDecoder {
       comm: this.#comm(view, bytes, offset + L.comm, pid),
       mntns: view.getUint32(offset + L.mntns_id, true),
       netns: view.getUint32(offset + L.netns_id, true),
-      cgroupId: view.getBigUint64(offset + L.cgroup_id, true),
+      cgroupId: view.getUint32(offset + L.cgroup_id, true) +
+        view.getUint32(offset + L.cgroup_id + 4, true) * 0x1_0000_0000,
       ipversion,
       saddr,
       sport: view.getUint16(offset + L.sport, true),

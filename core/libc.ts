@@ -67,6 +67,14 @@ const symbols = {
     ],
     result: "isize",
   },
+  pthread_sigmask: {
+    parameters: [
+      "i32", // int how
+      "buffer", // const sigset_t *set
+      "buffer", // sigset_t *oldset
+    ],
+    result: "i32",
+  },
   close: {
     parameters: [
       "i32", // int fd
@@ -152,6 +160,25 @@ export const MFD_EXEC = 0x10;
 export const CLOCK_REALTIME = 0;
 export const CLOCK_BOOTTIME = 7;
 export const EINTR = 4;
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+
+/**
+ * Runs `fn` with signals blocked on this thread, restoring the mask after.
+ * For long system calls that give up when a signal arrives (the BPF
+ * verifier returns EAGAIN), such as a profiler's periodic SIGPROF.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const libc = openLibc();
+  const all = new Uint8Array(128).fill(0xff); // sigset_t
+  const previous = new Uint8Array(128);
+  const blocked = libc.pthread_sigmask(SIG_BLOCK, all, previous) === 0;
+  try {
+    return fn();
+  } finally {
+    if (blocked) libc.pthread_sigmask(SIG_SETMASK, previous, new Uint8Array(128));
+  }
+}
 export const EINVAL = 22;
 
 /** Whether an mmap() result is MAP_FAILED. */

@@ -18,7 +18,7 @@ import {
   type LibbpfSymbols,
   openLibbpf,
 } from "./libbpf.ts";
-import { cString, EINTR, errno, openLibc } from "./libc.ts";
+import { cString, EINTR, errno, openLibc, withSignalsBlocked } from "./libc.ts";
 import { TcpgadgetError } from "./errors.ts";
 
 const BTF_KIND_DATASEC = 15;
@@ -156,7 +156,8 @@ export class BpfObject {
   /** Creates the maps and verifies and loads the autoloaded programs. */
   load(): void {
     clearLibbpfLog();
-    const result = this.#lib.bpf_object__load(this.#object());
+    // Verification takes ~0.1 s and is abandoned (EAGAIN) if a signal arrives.
+    const result = withSignalsBlocked(() => this.#lib.bpf_object__load(this.#object()));
     if (result < 0) throw libbpfError("loading the BPF object into the kernel", -result);
     this.#loaded = true;
   }

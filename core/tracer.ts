@@ -139,6 +139,7 @@ export class TcpTracer {
   readonly #onWarning: (message: string) => void;
   #lostReported = 0n;
   #missesReported = 0n;
+  #missesReportedAt = performance.now();
   readonly #programs: BpfProgram[];
   #closed = false;
   /** How the state-change program is attached. */
@@ -293,14 +294,17 @@ export class TcpTracer {
 
   /**
    * Warns "lost N events" if more were lost since the last report, and
-   * about programs runs the kernel skipped.
+   * (every 10 s, or when `final`) about program runs the kernel skipped.
    */
-  reportLost(): void {
+  reportLost(final = false): void {
     const lost = this.lostEvents();
     if (lost > this.#lostReported) {
       this.#onWarning(`lost ${lost - this.#lostReported} events (ring buffer full)`);
       this.#lostReported = lost;
     }
+    // Skips come in a steady trickle on a busy host: a summary every 10 s.
+    if (!final && performance.now() - this.#missesReportedAt < 10_000) return;
+    this.#missesReportedAt = performance.now();
     const skipped = this.skippedRuns();
     if (skipped > this.#missesReported) {
       this.#onWarning(
@@ -328,7 +332,7 @@ export class TcpTracer {
     if (this.#closed) return;
     for (const link of this.#links) link.close();
     try {
-      this.reportLost();
+      this.reportLost(true);
     } catch {
       // the report is best effort while closing
     }

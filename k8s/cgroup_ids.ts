@@ -39,7 +39,7 @@ export class CgroupIds {
   readonly #hostRoot: string;
   readonly #minWalkIntervalMs: number;
   readonly #now: () => number;
-  #ids = new Map<bigint, PodContainerIds>();
+  #ids = new Map<number, PodContainerIds>();
   #lastWalk = Number.NEGATIVE_INFINITY;
 
   constructor(hostRoot = "/", options: CgroupIdsOptions = {}) {
@@ -49,9 +49,9 @@ export class CgroupIds {
   }
 
   /** The pod and container of a cgroup id, or undefined if it is not a pod's. */
-  lookup(id: bigint): PodContainerIds | undefined {
+  lookup(id: number): PodContainerIds | undefined {
     // 0: no cgroup known; 1: the root.
-    if (id <= 1n) return undefined;
+    if (id <= 1) return undefined;
     const found = this.#ids.get(id);
     if (found) return found;
     const now = this.#now();
@@ -63,14 +63,14 @@ export class CgroupIds {
   /** Re-reads the hierarchy. */
   walk(): void {
     this.#lastWalk = this.#now();
-    const ids = new Map<bigint, PodContainerIds>();
+    const ids = new Map<number, PodContainerIds>();
     // Looked for at every walk: the hierarchy may be mounted later.
     const mount = cgroup2Mount(this.#hostRoot);
     if (mount !== undefined) this.#walk(mount, "", 0, ids);
     this.#ids = ids;
   }
 
-  #walk(dir: string, relative: string, depth: number, ids: Map<bigint, PodContainerIds>): void {
+  #walk(dir: string, relative: string, depth: number, ids: Map<number, PodContainerIds>): void {
     let entries: Deno.DirEntry[];
     try {
       entries = [...Deno.readDirSync(dir)];
@@ -88,7 +88,7 @@ export class CgroupIds {
         if (parsed) {
           try {
             const ino = Deno.statSync(full).ino;
-            if (ino !== null) ids.set(BigInt(ino), parsed);
+            if (ino !== null) ids.set(ino, parsed);
           } catch {
             continue;
           }

@@ -122,7 +122,7 @@ export class ContainerResolver implements Disposable {
    * help find it when the namespace is new: the process itself, or, if it
    * is gone, its cgroup.
    */
-  lookup(mntns: number, pid = 0, cgroupId = 0n): ContainerInfo {
+  lookup(mntns: number, pid = 0, cgroupId = 0): ContainerInfo {
     const entry = this.#entries.get(mntns);
     if (entry !== undefined && entry.final) return entry.info;
     return this.#lookupSlow(mntns, entry, pid, cgroupId);
@@ -211,7 +211,7 @@ export class ContainerResolver implements Disposable {
     mntns: number,
     entry: Entry | undefined,
     pid: number,
-    cgroupId: bigint,
+    cgroupId: number,
   ): ContainerInfo {
     if (mntns === 0) return NO_CONTAINER;
     const now = this.#now();
@@ -225,7 +225,7 @@ export class ContainerResolver implements Disposable {
       const other = this.#findProcess(mntns, now);
       if (other !== undefined) resolved = this.#resolveFrom(other, mntns, now, entry);
     }
-    if ((resolved === undefined || resolved.pid === 0) && cgroupId > 1n) {
+    if ((resolved === undefined || resolved.pid === 0) && cgroupId > 1) {
       // Every process gone: its cgroup may still be there.
       const ids = this.#cgroupIds.lookup(cgroupId);
       if (ids !== undefined) resolved = this.#entryFor(ids, 0, now);

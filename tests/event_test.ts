@@ -76,7 +76,7 @@ Deno.test("decode: an IPv4 connect with every field", () => {
     comm: "wget",
     mntns: 4026531840,
     netns: 4026531992,
-    cgroupId: 77n,
+    cgroupId: 77,
     ipversion: 4,
     saddr: "172.17.0.3",
     sport: 34878,

@@ -18,7 +18,7 @@ const WGET: TraceEvent = {
   comm: "wget",
   mntns: 4026532470,
   netns: 4026532473,
-  cgroupId: 1n,
+  cgroupId: 1,
   ipversion: 4,
   saddr: "172.17.0.3",
   sport: 34878,

@@ -101,7 +101,7 @@ export interface FakeContainer {
   /** Mount namespace id of its process. */
   mntns: number;
   /** cgroup v2 id of its cgroup (1, the root, if only in v1 hierarchies). */
-  cgroupId: bigint;
+  cgroupId: number;
   /** What the resolver should say about it. */
   expected: {
     namespace: string;
@@ -171,7 +171,7 @@ export class FakeNode implements AsyncDisposable {
       podUid,
       containerId,
       mntns: Deno.statSync(`/proc/${actor.pid}/ns/mnt`).ino!,
-      cgroupId: 1n,
+      cgroupId: 1,
       expected: {
         namespace: spec.namespace,
         pod: spec.pod,
@@ -183,7 +183,7 @@ export class FakeNode implements AsyncDisposable {
     this.#containers.push(container);
     for (const dir of dirs) Deno.writeTextFileSync(`${dir}/cgroup.procs`, `${actor.pid}\n`);
     if (spec.hierarchies.includes("v2")) {
-      container.cgroupId = BigInt(Deno.statSync(`${this.#mounts.v2[0]}${path}`).ino!);
+      container.cgroupId = Deno.statSync(`${this.#mounts.v2[0]}${path}`).ino!;
     }
     return container;
   }

@@ -66,12 +66,12 @@ export class FakeHost implements AsyncDisposable {
   }
 
   /** A directory of the fake cgroup2 hierarchy; returns its inode (the cgroup id). */
-  cgroup(path: string): bigint {
+  cgroup(path: string): number {
     const mount = `${this.root}/sys/fs/cgroup`;
     Deno.mkdirSync(mount, { recursive: true });
     Deno.writeTextFileSync(`${mount}/cgroup.controllers`, "");
     Deno.mkdirSync(`${mount}${path}`, { recursive: true });
-    return BigInt(Deno.statSync(`${mount}${path}`).ino!);
+    return Deno.statSync(`${mount}${path}`).ino!;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
