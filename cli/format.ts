@@ -16,6 +16,23 @@ import { OPERATIONS } from "../core/event.ts";
 import type { Endpoint, TraceEvent } from "../k8s/enrich.ts";
 import { UsageError } from "../core/errors.ts";
 
+/** Inspektor Gadget's JSON keys of `trace tcp`, in its order: every line starts with them. */
+export const SEED_JSON_KEYS: readonly string[] = [
+  "type",
+  "node",
+  "namespace",
+  "pod",
+  "container",
+  "pid",
+  "comm",
+  "ipversion",
+  "saddr",
+  "daddr",
+  "sport",
+  "dport",
+  "operation",
+];
+
 /** Turns events into lines of output. */
 export interface Formatter {
   /** The header line, if the format has one. */

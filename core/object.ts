@@ -176,25 +176,29 @@ export class BpfObject {
   }
 }
 
-/** A program of a {@link BpfObject}. */
-export class BpfProgram {
-  #lib: LibbpfSymbols;
+/** A part of a {@link BpfObject} (program or map), owned by it. */
+abstract class ObjectPart {
+  protected readonly lib: LibbpfSymbols;
   readonly pointer: Deno.PointerObject;
   readonly name: string;
 
   constructor(lib: LibbpfSymbols, pointer: Deno.PointerObject, name: string) {
-    this.#lib = lib;
+    this.lib = lib;
     this.pointer = pointer;
     this.name = name;
   }
+}
+
+/** A program of a {@link BpfObject}. */
+export class BpfProgram extends ObjectPart {
 
   /** Whether {@link BpfObject.load} loads this program. */
   get autoload(): boolean {
-    return this.#lib.bpf_program__autoload(this.pointer);
+    return this.lib.bpf_program__autoload(this.pointer);
   }
 
   set autoload(value: boolean) {
-    check(this.#lib.bpf_program__set_autoload(this.pointer, value), `autoload ${this.name}`);
+    check(this.lib.bpf_program__set_autoload(this.pointer, value), `autoload ${this.name}`);
   }
 
   /**
@@ -202,13 +206,13 @@ export class BpfProgram {
    * the same CPU (an interrupt nested in it): `recursion_misses` of its info.
    */
   recursionMisses(): bigint {
-    const fd = this.#lib.bpf_program__fd(this.pointer);
+    const fd = this.lib.bpf_program__fd(this.pointer);
     if (fd < 0) return 0n;
     // struct bpf_prog_info: recursion_misses is the __u64 at offset 208
     // (Linux 5.12+); an older kernel fills less and it stays 0.
     const info = new Uint8Array(232);
     const length = new Uint32Array([info.length]);
-    if (this.#lib.bpf_obj_get_info_by_fd(fd, info, new Uint8Array(length.buffer)) < 0) return 0n;
+    if (this.lib.bpf_obj_get_info_by_fd(fd, info, new Uint8Array(length.buffer)) < 0) return 0n;
     if (length[0] < 216) return 0n;
     return new DataView(info.buffer).getBigUint64(208, true);
   }
@@ -220,12 +224,12 @@ export class BpfProgram {
   runIterator(): void {
     clearLibbpfLog();
     const link = checkPointer(
-      this.#lib.bpf_program__attach_iter(this.pointer, null),
+      this.lib.bpf_program__attach_iter(this.pointer, null),
       `attaching iterator ${this.name}`,
     );
     try {
       const fd = check(
-        this.#lib.bpf_iter_create(this.#lib.bpf_link__fd(link)),
+        this.lib.bpf_iter_create(this.lib.bpf_link__fd(link)),
         `creating iterator ${this.name}`,
       );
       const libc = openLibc();
@@ -244,15 +248,15 @@ export class BpfProgram {
         libc.close(fd);
       }
     } finally {
-      this.#lib.bpf_link__destroy(link);
+      this.lib.bpf_link__destroy(link);
     }
   }
 
   /** Attaches the program where its ELF section says (tracepoint name). */
   attach(): BpfLink {
     clearLibbpfLog();
-    const link = this.#lib.bpf_program__attach(this.pointer);
-    return new BpfLink(this.#lib, checkPointer(link, `attaching ${this.name}`), this.name);
+    const link = this.lib.bpf_program__attach(this.pointer);
+    return new BpfLink(this.lib, checkPointer(link, `attaching ${this.name}`), this.name);
   }
 }
 
@@ -281,37 +285,28 @@ export class BpfLink {
 }
 
 /** A map of a {@link BpfObject}. Owned by the object: no close of its own. */
-export class BpfMap {
-  #lib: LibbpfSymbols;
-  readonly pointer: Deno.PointerObject;
-  readonly name: string;
-
-  constructor(lib: LibbpfSymbols, pointer: Deno.PointerObject, name: string) {
-    this.#lib = lib;
-    this.pointer = pointer;
-    this.name = name;
-  }
+export class BpfMap extends ObjectPart {
 
   /** The map's file descriptor (valid after load). */
   get fd(): number {
-    return check(this.#lib.bpf_map__fd(this.pointer), `fd of map ${this.name}`);
+    return check(this.lib.bpf_map__fd(this.pointer), `fd of map ${this.name}`);
   }
 
   get maxEntries(): number {
-    return this.#lib.bpf_map__max_entries(this.pointer);
+    return this.lib.bpf_map__max_entries(this.pointer);
   }
 
   /** Resizes the map; only before load. */
   set maxEntries(value: number) {
     check(
-      this.#lib.bpf_map__set_max_entries(this.pointer, value),
+      this.lib.bpf_map__set_max_entries(this.pointer, value),
       `resizing map ${this.name}`,
     );
   }
 
   /** Reads a value into `value`; false if the key is absent. */
   lookup(key: Uint8Array, value: Uint8Array): boolean {
-    const result = this.#lib.bpf_map__lookup_elem(
+    const result = this.lib.bpf_map__lookup_elem(
       this.pointer,
       key,
       BigInt(key.length),
@@ -326,7 +321,7 @@ export class BpfMap {
 
   update(key: Uint8Array, value: Uint8Array): void {
     check(
-      this.#lib.bpf_map__update_elem(
+      this.lib.bpf_map__update_elem(
         this.pointer,
         key,
         BigInt(key.length),
@@ -340,7 +335,7 @@ export class BpfMap {
 
   /** Deletes a key; false if it was absent. */
   delete(key: Uint8Array): boolean {
-    const result = this.#lib.bpf_map__delete_elem(this.pointer, key, BigInt(key.length), 0n);
+    const result = this.lib.bpf_map__delete_elem(this.pointer, key, BigInt(key.length), 0n);
     if (result === -2 /* ENOENT */) return false;
     check(result, `deleting from map ${this.name}`);
     return true;

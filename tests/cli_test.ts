@@ -7,27 +7,12 @@
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { assertProgramsGone, programIdsHeldBy } from "./helpers/bpf_programs.ts";
-import { CliRun } from "./helpers/cli.ts";
+import { CliRun, inPrivateMounts } from "./helpers/cli.ts";
+import { SEED_JSON_KEYS } from "../cli/format.ts";
 import { needsBpf } from "./helpers/privileges.ts";
 
 const ignore = needsBpf("cli_test.ts");
 const HOSTNAME = Deno.hostname();
-
-const SEED_KEYS = [
-  "type",
-  "node",
-  "namespace",
-  "pod",
-  "container",
-  "pid",
-  "comm",
-  "ipversion",
-  "saddr",
-  "daddr",
-  "sport",
-  "dport",
-  "operation",
-];
 
 /** Starts the tracer, waits until attached, and notes the programs it holds. */
 async function startTracer(args: string[]): Promise<{ run: CliRun; programs: number[] }> {
@@ -103,7 +88,7 @@ Deno.test({
       ].sort(),
     );
     for (const event of events) {
-      assertEquals(Object.keys(event).slice(0, SEED_KEYS.length), SEED_KEYS);
+      assertEquals(Object.keys(event).slice(0, SEED_JSON_KEYS.length), SEED_JSON_KEYS);
       assertEquals(
         [event.type, event.node, event.namespace, event.pod, event.container],
         ["normal", HOSTNAME, "<>", "<>", "<>"],
@@ -307,20 +292,6 @@ Deno.test({
     );
   },
 });
-
-/** Runs a shell snippet in a private mount namespace, then tcpgadget. */
-function inPrivateMounts(setup: string): string[] {
-  return [
-    "unshare",
-    "--mount",
-    "--propagation",
-    "private",
-    "sh",
-    "-c",
-    `${setup} && exec "$@"`,
-    "sh",
-  ];
-}
 
 Deno.test({
   name: "cli: kernel without BTF, a clear error",

@@ -19,6 +19,7 @@ import {
   SYSTEM_LIBBPF,
 } from "../bpf/libbpf/build.ts";
 import { MEMFD_NAME, TEMP_PREFIX } from "../core/libbpf_embedded.ts";
+import { inPrivateMounts } from "./helpers/cli.ts";
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { hasCommand, needsBpf } from "./helpers/privileges.ts";
@@ -206,16 +207,7 @@ function withHidden(files: string[]): string[] {
   const quoted = files.map((f) => `'${f}'`).join(" ");
   const setup = `for f in ${quoted}; do mount --bind /dev/null "$f" || exit 97; ` +
     `test -s "$f" && exit 98; done`;
-  return [
-    "unshare",
-    "--mount",
-    "--propagation",
-    "private",
-    "sh",
-    "-c",
-    `${setup}; exec "$@"`,
-    "sh",
-  ];
+  return inPrivateMounts(setup, { orExit: false });
 }
 
 Deno.test({

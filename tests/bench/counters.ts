@@ -11,6 +11,8 @@
  * @module
  */
 
+import { SEED_JSON_KEYS } from "../../cli/format.ts";
+
 /** The command name of the load generator (tests/bench/churn.c). */
 export const CHURN_COMM = "tg-churn";
 
@@ -18,27 +20,15 @@ export const CHURN_COMM = "tg-churn";
  * The documented JSON keys of an event, in the order tcpgadget writes them
  * (it may write more).
  */
-export const JSON_KEYS = [
-  "type",
-  "node",
-  "namespace",
-  "pod",
-  "container",
-  "pid",
-  "comm",
-  "ipversion",
-  "saddr",
-  "daddr",
-  "sport",
-  "dport",
-  "operation",
+export const JSON_KEYS: readonly string[] = [
+  ...SEED_JSON_KEYS,
   "tid",
   "uid",
   "gid",
   "mntns",
   "netns",
   "timestamp",
-] as const;
+];
 
 /** Event kinds as tcpgadget's T column shows them. */
 export type Kind = "C" | "A" | "X" | "U";

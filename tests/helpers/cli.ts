@@ -156,3 +156,21 @@ export class CliRun {
     return this.stdoutLines.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
   }
 }
+
+/**
+ * Wrapper words that run a shell snippet in a private mount namespace,
+ * then the command that follows (mounts made there vanish with it).
+ * With `orExit`, a failing snippet ends the command before it starts.
+ */
+export function inPrivateMounts(setup: string, { orExit = true } = {}): string[] {
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `${setup}${orExit ? " &&" : ";"} exec "$@"`,
+    "sh",
+  ];
+}

@@ -9,17 +9,9 @@ import type { TcpEvent } from "../../core/event.ts";
 import type { TcpTracer } from "../../core/tracer.ts";
 
 /** The fields a test asserts exactly. */
-export interface ExpectedEvent {
-  type: TcpEvent["type"];
-  pid: number;
-  comm: string;
-  ipversion: 4 | 6;
-  saddr: string;
-  sport: number;
-  daddr: string;
-  dport: number;
-  error?: string;
-}
+export type ExpectedEvent =
+  & Pick<TcpEvent, "type" | "pid" | "comm" | "ipversion" | "saddr" | "sport" | "daddr" | "dport">
+  & { error?: string };
 
 /** The comparable part of an event. */
 export function essentials(event: TcpEvent | ExpectedEvent): ExpectedEvent {
