@@ -100,7 +100,9 @@ Cluster mode (from anywhere with a kubeconfig; nothing to install):
       --context NAME         kubeconfig context
       --agent-namespace NS   namespace of the short-lived agent pods (default: the context's)
       --image IMAGE          agent pod image (default: debian:bookworm-slim)
-  In cluster mode, -n defaults to the context's namespace; -A traces every namespace.
+  In cluster mode, -n defaults to the context's namespace; -A traces every namespace (host
+  processes only with --host); -l is matched on the pods' labels from the API; --timeout counts
+  from when every node traces. 'tcpgadget cleanup' deletes pods a killed run left.
   In node mode, --kubeconfig/--context (or --in-cluster) are optional: with them, -l works and
   the hidden src/dst columns name remote pods and services.
   -h, --help                 show this help
@@ -169,7 +171,28 @@ export function parseTraceFlags(args: string[]): TraceFlags {
   if (flags.namespace !== undefined && flags.allNamespaces) {
     throw new UsageError("--namespace and --all-namespaces cannot be used together");
   }
+  checkClusterFlags(flags, values["host-root"] !== "/");
   return flags;
+}
+
+/** Flags of one mode given to the other are mistakes, not silently ignored. */
+function checkClusterFlags(flags: TraceFlags, hostRootGiven: boolean): void {
+  if (flags.cluster) {
+    const nodeOnly = [
+      ["--host-root", hostRootGiven],
+      ["--node-name", flags.nodeName !== undefined],
+      ["--in-cluster", flags.inCluster],
+    ].find(([, given]) => given);
+    if (nodeOnly) {
+      throw new UsageError(`${nodeOnly[0]} is for node mode; it cannot be used with --cluster`);
+    }
+    return;
+  }
+  const clusterOnly = [
+    ["--agent-namespace", flags.agentNamespace !== undefined],
+    ["--image", flags.image !== undefined],
+  ].find(([, given]) => given);
+  if (clusterOnly) throw new UsageError(`${clusterOnly[0]} needs --cluster`);
 }
 
 /** Parses a label selector `k=v,k2=v2` (equality only, as Inspektor Gadget). */
@@ -235,7 +258,8 @@ export const CLEANUP_HELP =
 Usage:
   tcpgadget cleanup [--kubeconfig PATH] [--context NAME] [--agent-namespace NS]
 
-Without --agent-namespace, every namespace is searched.
+Without --agent-namespace, every namespace is searched. Pods of runs still going are deleted
+too. It waits until the pods are gone (at most 30 s).
 `;
 
 /** Parses `cleanup` arguments; "help" for -h. */

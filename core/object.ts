@@ -191,7 +191,6 @@ abstract class ObjectPart {
 
 /** A program of a {@link BpfObject}. */
 export class BpfProgram extends ObjectPart {
-
   /** Whether {@link BpfObject.load} loads this program. */
   get autoload(): boolean {
     return this.lib.bpf_program__autoload(this.pointer);
@@ -286,7 +285,6 @@ export class BpfLink {
 
 /** A map of a {@link BpfObject}. Owned by the object: no close of its own. */
 export class BpfMap extends ObjectPart {
-
   /** The map's file descriptor (valid after load). */
   get fd(): number {
     return check(this.lib.bpf_map__fd(this.pointer), `fd of map ${this.name}`);

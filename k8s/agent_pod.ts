@@ -20,16 +20,33 @@ export const NODE_ANNOTATION = "tcpgadget.io/node";
 /**
  * The default agent image: it must provide glibc (2.33 or later) and
  * libgcc_s (what the Deno runtime links), a POSIX shell, and `head`,
- * `mkdir`, `mv`, `chmod`, `stat`, `sha256sum` and `sleep`. Debian's slim
- * image has all of them and is in most registries' mirrors.
+ * `mkdir`, `mv`, `chmod`, `stat`, `sha256sum`, `cat`, `grep`, `env` and
+ * `sleep`. Debian's slim image has all of them and is in most registries'
+ * mirrors.
  */
 export const DEFAULT_AGENT_IMAGE = "debian:bookworm-slim";
 
 /** Where the host's / is mounted in the pod (the agent's --host-root). */
 export const HOST_ROOT = "/host";
 
-/** Where the agent's program is uploaded in the pod. */
+/** Where the agent's program is uploaded in the pod (an emptyDir). */
 export const AGENT_DIR = "/tmp/tcpgadget";
+
+/**
+ * The command that runs the agent (`command`) in the pod: it first stops
+ * an agent an earlier, dropped stream may have left running (the exec API
+ * does not promise to end a command whose stream is gone), and records
+ * its own PID for the next one.
+ */
+export function agentCommand(command: string[]): string[] {
+  const pidFile = `${AGENT_DIR}/agent.pid`;
+  // The PID is checked to still be an agent: with hostPID, a PID reused by
+  // a host process must not be signalled.
+  const script = `p=$(cat ${pidFile} 2>/dev/null) && [ -n "$p" ] && ` +
+    `grep -q ${AGENT_DIR} /proc/"$p"/cmdline 2>/dev/null && kill "$p"; ` +
+    `echo $$ > ${pidFile}; exec "$@"`;
+  return ["sh", "-c", script, "sh", ...command];
+}
 
 /** What one agent pod is. */
 export interface AgentPodOptions {
@@ -91,9 +108,13 @@ export function agentPod(options: AgentPodOptions): k8s.V1Pod {
         // Idles until tcpgadget execs the tracer, or until the deadline.
         command: ["sleep", String(options.deadlineSeconds)],
         securityContext: { privileged: true },
-        volumeMounts: [{ name: "host", mountPath: HOST_ROOT, readOnly: true }],
+        volumeMounts: [
+          { name: "host", mountPath: HOST_ROOT, readOnly: true },
+          // The upload does not depend on a writable image.
+          { name: "work", mountPath: AGENT_DIR },
+        ],
       }],
-      volumes: [{ name: "host", hostPath: { path: "/" } }],
+      volumes: [{ name: "host", hostPath: { path: "/" } }, { name: "work", emptyDir: {} }],
     },
   };
 }

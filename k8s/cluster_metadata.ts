@@ -4,11 +4,17 @@
  * container names by id) and pods and services by IP, for naming the two
  * ends of a connection.
  *
+ * Without the permission to list pods in every namespace it falls back to
+ * the one namespace the run traces; without any, it says once what is lost
+ * and carries on (names then come from the nodes alone).
+ *
  * @module
  */
 
+import "./node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
-import type { KubeClient } from "./kube_client.ts";
+import { TcpgadgetError } from "../core/errors.ts";
+import { httpStatus, type KubeClient } from "./kube_client.ts";
 
 /** What an address is in the cluster. */
 export interface Endpoint {
@@ -26,6 +32,13 @@ export interface PodInfo {
   labels: Record<string, string>;
   /** Container names by container id (without the runtime's scheme). */
   containers: Map<string, string>;
+}
+
+/** What {@link ClusterMetadata.start} could set up. */
+export interface MetadataCoverage {
+  /** "all": every namespace; a namespace name; or "none". */
+  pods: string;
+  services: boolean;
 }
 
 function podInfo(pod: k8s.V1Pod): PodInfo {
@@ -50,40 +63,82 @@ function podInfo(pod: k8s.V1Pod): PodInfo {
   };
 }
 
+/** The HTTP status of a failed list (translated or not) or watch. */
+function failureStatus(error: unknown): number {
+  const cause = error instanceof TcpgadgetError ? error.cause : error;
+  const watchStatus = (cause as { statusCode?: unknown })?.statusCode;
+  return typeof watchStatus === "number" ? watchStatus : httpStatus(cause);
+}
+
+function errorText(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
+}
+
+// Pause between restarts of a failed watch: doubling up to the maximum.
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 30_000;
+
 /** Keeps pods (and, optionally, services) of the cluster in memory. */
 export class ClusterMetadata {
   readonly #pods = new Map<string, PodInfo>();
+  readonly #podsByName = new Map<string, PodInfo>();
   readonly #podsByIp = new Map<string, Endpoint>();
   readonly #servicesByIp = new Map<string, Endpoint>();
   readonly #informers: k8s.Informer<k8s.KubernetesObject>[] = [];
-  readonly #onError: (message: string) => void;
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #onWarning: (message: string) => void;
   #stopped = false;
 
-  constructor(onError: (message: string) => void) {
-    this.#onError = onError;
+  constructor(onWarning: (message: string) => void) {
+    this.#onWarning = onWarning;
   }
 
   /**
-   * Lists and starts watching pods (and services if `services`). Resolves
-   * once the first lists are in.
+   * Lists and starts watching pods (in every namespace, else in
+   * `namespace`) and, if `services`, services in every namespace. Resolves
+   * once the first lists are in, with what could be watched; what could
+   * not (RBAC) is reported once through the warning callback.
    */
-  async start(client: KubeClient, options: { services?: boolean } = {}): Promise<void> {
-    const config = client.kubeconfig.config;
+  async start(
+    client: KubeClient,
+    options: { services?: boolean; namespace?: string } = {},
+  ): Promise<MetadataCoverage> {
     const core = client.core;
-    const pods = k8s.makeInformer<k8s.V1Pod>(
-      config,
+    const coverage: MetadataCoverage = { pods: "none", services: false };
+    const podHandlers = (informer: k8s.Informer<k8s.V1Pod>) => {
+      const onPod = (pod: k8s.V1Pod) => this.#addPod(pod);
+      informer.on("add", onPod);
+      informer.on("update", onPod);
+      informer.on("delete", (pod) => this.#removePod(pod));
+    };
+    const allPods = k8s.makeInformer<k8s.V1Pod>(
+      client.kubeconfig.config,
       "/api/v1/pods",
       () => client.call({ verb: "list", resource: "pods" }, () => core.listPodForAllNamespaces()),
     );
-    const onPod = (pod: k8s.V1Pod) => this.#addPod(pod);
-    pods.on("add", onPod);
-    pods.on("update", onPod);
-    pods.on("delete", (pod) => this.#removePod(pod));
-    this.#informers.push(pods as k8s.Informer<k8s.KubernetesObject>);
-    const started = [this.#run(pods, "pods")];
+    podHandlers(allPods);
+    const denied: string[] = [];
+    let podError = await this.#run(allPods, "pods");
+    if (podError === undefined) coverage.pods = "all";
+    else if (options.namespace !== undefined) {
+      const namespace = options.namespace;
+      const namespaced = k8s.makeInformer<k8s.V1Pod>(
+        client.kubeconfig.config,
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
+        () =>
+          client.call(
+            { verb: "list", resource: "pods", namespace },
+            () => core.listNamespacedPod({ namespace }),
+          ),
+      );
+      podHandlers(namespaced);
+      podError = await this.#run(namespaced, `pods in namespace ${namespace}`);
+      if (podError === undefined) coverage.pods = namespace;
+    }
+    if (podError !== undefined) denied.push(errorText(podError));
     if (options.services) {
       const services = k8s.makeInformer<k8s.V1Service>(
-        config,
+        client.kubeconfig.config,
         "/api/v1/services",
         () =>
           client.call(
@@ -95,28 +150,72 @@ export class ClusterMetadata {
       services.on("add", onService);
       services.on("update", onService);
       services.on("delete", (service) => this.#removeService(service));
-      this.#informers.push(services as k8s.Informer<k8s.KubernetesObject>);
-      started.push(this.#run(services, "services"));
+      const serviceError = await this.#run(services, "services");
+      if (serviceError === undefined) coverage.services = true;
+      else denied.push(errorText(serviceError));
     }
-    await Promise.all(started);
+    if (coverage.pods === "none") {
+      this.#onWarning(`pods not watched, names come from the nodes alone: ${denied[0]}`);
+    } else if (coverage.pods !== "all") {
+      this.#onWarning(
+        `pods watched in namespace ${coverage.pods} only (cannot list them in every namespace)`,
+      );
+    }
+    if (options.services && !coverage.services) {
+      this.#onWarning(`services not watched, remote addresses are not named: ${denied.at(-1)}`);
+    }
+    return coverage;
   }
 
-  // Starts an informer and restarts it after errors (a watch that ends or
-  // fails), with a pause, until stop().
-  async #run(informer: k8s.Informer<k8s.KubernetesObject>, what: string): Promise<void> {
+  /**
+   * Starts an informer. A failure of the first list that is a refusal
+   * (401, 403, 404) is returned and the informer given up; other failures,
+   * and any later one (a watch that breaks), are retried with a growing
+   * pause until stop().
+   */
+  async #run(
+    informer: k8s.Informer<k8s.KubernetesObject>,
+    what: string,
+  ): Promise<unknown> {
+    let starting = true;
+    let firstError: unknown;
+    let pause = RETRY_MIN_MS;
+    let lastMessage = "";
+    informer.on("connect", () => {
+      if (!starting) pause = RETRY_MIN_MS;
+    });
     informer.on("error", (error) => {
       if (this.#stopped) return;
-      this.#onError(`watching ${what} failed (${errorText(error)}); retrying`);
-      setTimeout(() => {
+      const status = failureStatus(error);
+      if (starting && firstError === undefined) firstError = error;
+      if (starting && [401, 403, 404].includes(status)) return;
+      const message = errorText(error);
+      // Said once per kind of failure, not at every retry.
+      if (message !== lastMessage) {
+        lastMessage = message;
+        this.#onWarning(`watching ${what} failed (${message}); retrying`);
+      }
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
         if (!this.#stopped) informer.start().catch(() => {});
-      }, 2000);
+      }, pause);
+      this.#timers.add(timer);
+      pause = Math.min(pause * 2, RETRY_MAX_MS);
     });
     await informer.start();
+    starting = false;
+    if (firstError !== undefined && [401, 403, 404].includes(failureStatus(firstError))) {
+      await informer.stop();
+      return firstError;
+    }
+    this.#informers.push(informer);
+    return undefined;
   }
 
   #addPod(pod: k8s.V1Pod): void {
     const info = podInfo(pod);
     this.#pods.set(info.uid, info);
+    this.#podsByName.set(`${info.namespace}/${info.name}`, info);
     for (const { ip } of pod.status?.podIPs ?? []) {
       // Host-network pods share the node's address: not the pod's own.
       if (ip && !pod.spec?.hostNetwork) {
@@ -128,6 +227,8 @@ export class ClusterMetadata {
   #removePod(pod: k8s.V1Pod): void {
     const info = podInfo(pod);
     this.#pods.delete(info.uid);
+    const key = `${info.namespace}/${info.name}`;
+    if (this.#podsByName.get(key)?.uid === info.uid) this.#podsByName.delete(key);
     for (const { ip } of pod.status?.podIPs ?? []) {
       const known = this.#podsByIp.get(ip);
       if (known?.name === info.name && known.namespace === info.namespace) {
@@ -159,6 +260,11 @@ export class ClusterMetadata {
     return this.#pods.get(uid);
   }
 
+  /** A pod by namespace and name. */
+  podByName(namespace: string, name: string): PodInfo | undefined {
+    return this.#podsByName.get(`${namespace}/${name}`);
+  }
+
   /** The pod or service an address belongs to. */
   endpoint(ip: string): Endpoint | undefined {
     return this.#servicesByIp.get(ip) ?? this.#podsByIp.get(ip);
@@ -167,10 +273,8 @@ export class ClusterMetadata {
   /** Stops watching. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
     await Promise.all(this.#informers.map((informer) => informer.stop().catch(() => {})));
   }
-}
-
-function errorText(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
 }

@@ -1,15 +1,22 @@
 /**
- * Running a command in a pod through the exec API (WebSocket, channel
- * protocol v5 or v4), with standard input paced by the socket's send
- * buffer: a 100 MB upload never sits in memory.
+ * Running a command in a pod through the exec API: a WebSocket with the
+ * channel protocol (v5, else v4) that kubectl speaks, authenticated by the
+ * kubeconfig (client-node's KubeConfig applies certificates, tokens and
+ * exec plugins). Standard input is paced by what the socket has actually
+ * sent, so a 100 MB upload never sits in memory; a refused exec is reported
+ * with the API server's own reason (which verb RBAC denies, a pod that is
+ * gone); a connection that dies without a word is noticed by pings.
  *
  * @module
  */
 
+import "./node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
-import { PassThrough, Writable } from "node:stream";
+// @deno-types="@types/ws"
+import WebSocket from "ws";
 import { Buffer } from "node:buffer";
 import { TcpgadgetError } from "../core/errors.ts";
+import { apiError } from "./kube_client.ts";
 
 /** Where a command runs. */
 export interface ExecTarget {
@@ -27,10 +34,13 @@ export interface ExecOptions {
   onStderr?: (chunk: Uint8Array) => void;
   /** Aborting closes the stream (the command is then ended by the kubelet). */
   signal?: AbortSignal;
+  /** Ping period; the stream counts as dropped after three without an answer (default 20 s). */
+  pingIntervalMs?: number;
 }
 
 /** How a command ended. */
 export interface ExecResult {
+  /** The command's exit status; -1 if the stream was closed by the signal first. */
   exitCode: number;
 }
 
@@ -42,8 +52,17 @@ export class ExecDroppedError extends TcpgadgetError {
   }
 }
 
-// Bytes queued in the socket before reading more input.
-const SEND_BUFFER_LIMIT = 4 * 1024 * 1024;
+// Bytes handed to the socket and not yet written out before reading more
+// input: enough to keep a fast link busy (as fast here as 4 MiB, or as one
+// frame at a time), small enough to stay out of memory.
+const IN_FLIGHT_LIMIT = 1024 * 1024;
+
+const PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+const STDIN = 0;
+const STDOUT = 1;
+const STDERR = 2;
+const STATUS = 3;
+const CLOSE = 255;
 
 interface StatusObject {
   status?: string;
@@ -60,68 +79,111 @@ export function exitCodeOf(status: StatusObject): number {
   throw new TcpgadgetError(`exec failed: ${status.message ?? JSON.stringify(status)}`);
 }
 
-function writable(onChunk?: (chunk: Uint8Array) => void): Writable {
-  return new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      onChunk?.(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      done();
-    },
-  });
+/** The WebSocket URL of an exec request. */
+export function execUrl(server: string, target: ExecTarget, command: string[], stdin: boolean) {
+  const url = new URL(
+    `${server.replace(/\/+$/, "")}/api/v1/namespaces/${encodeURIComponent(target.namespace)}` +
+      `/pods/${encodeURIComponent(target.pod)}/exec`,
+  );
+  for (const word of command) url.searchParams.append("command", word);
+  url.searchParams.set("container", target.container);
+  url.searchParams.set("stdout", "true");
+  url.searchParams.set("stderr", "true");
+  if (stdin) url.searchParams.set("stdin", "true");
+  url.protocol = url.protocol === "http:" ? "ws:" : "wss:";
+  return url;
 }
 
 /**
  * Runs `command` in a container and resolves when it ends, with its exit
- * code. Rejects with {@link ExecDroppedError} if the stream ends without a
- * status, and with a one-line error if the API refuses the exec.
+ * code. Rejects with {@link ExecDroppedError} if the connection fails or
+ * ends without a status, and with a one-line error if the API refuses the
+ * exec.
  */
 export async function execInPod(
   target: ExecTarget,
   command: string[],
   options: ExecOptions = {},
 ): Promise<ExecResult> {
-  const stdin = options.stdin ? new PassThrough() : null;
-  let status: StatusObject | undefined;
-  const exec = new k8s.Exec(target.config);
+  const server = target.config.getCurrentCluster()?.server ?? "";
+  const url = execUrl(server, target, command, options.stdin !== undefined);
   // deno-lint-ignore no-explicit-any
-  let socket: any;
-  try {
-    socket = await exec.exec(
-      target.namespace,
-      target.pod,
-      target.container,
-      command,
-      writable(options.onStdout),
-      writable(options.onStderr),
-      stdin,
-      false,
-      (received: StatusObject) => {
-        status = received;
-      },
-    );
-  } catch (error) {
-    throw execRefused(error, target);
-  }
-  const closed = new Promise<void>((resolve) => {
-    if (socket.readyState === 3 /* CLOSED */) resolve();
-    else socket.on("close", () => resolve());
+  const wsOptions: any = {};
+  await target.config.applyToHTTPSOptions(wsOptions);
+  if (options.signal?.aborted) return { exitCode: -1 };
+  const ws = new WebSocket(url, PROTOCOLS, wsOptions);
+  let refusal: { code: number; body: string } | undefined;
+  ws.on("unexpected-response", (_request, response) => {
+    // The body is the API server's Status: keep its reason, then give up.
+    const chunks: Buffer[] = [];
+    response.on("data", (chunk: Buffer) => chunks.push(chunk));
+    response.on("end", () => {
+      refusal = { code: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() };
+      ws.terminate();
+    });
+    response.on("error", () => ws.terminate());
   });
-  const abort = () => socket.close();
+  let status: StatusObject | undefined;
+  let socketError: Error | undefined;
+  const closed = new Promise<void>((resolve) => ws.on("close", () => resolve()));
+  ws.on("error", (error) => socketError ??= error);
+  const opened = await new Promise<boolean>((resolve) => {
+    ws.once("open", () => resolve(true));
+    ws.once("close", () => resolve(false));
+  });
+  if (!opened) {
+    if (refusal) throw execRefused(refusal, target, server);
+    if (options.signal?.aborted) return { exitCode: -1 };
+    throw new ExecDroppedError(
+      `exec into pod ${target.namespace}/${target.pod} failed: ${
+        socketError?.message.split("\n")[0] ?? "connection closed"
+      }`,
+    );
+  }
+
+  ws.on("message", (data: Buffer) => {
+    if (data.length === 0) return;
+    const payload = new Uint8Array(data.buffer, data.byteOffset + 1, data.byteLength - 1);
+    switch (data[0]) {
+      case STDOUT:
+        options.onStdout?.(payload);
+        break;
+      case STDERR:
+        options.onStderr?.(payload);
+        break;
+      case STATUS:
+        try {
+          status = JSON.parse(new TextDecoder().decode(payload));
+        } catch {
+          status = { status: "Failure", message: new TextDecoder().decode(payload) };
+        }
+        break;
+    }
+  });
+
+  // A peer that vanished without closing (a node that lost power, a NAT that
+  // forgot us) would leave the stream open forever: ping it.
+  let unanswered = 0;
+  ws.on("pong", () => unanswered = 0);
+  ws.on("message", () => unanswered = 0);
+  const pinger = setInterval(() => {
+    if (++unanswered > 3) ws.terminate();
+    else ws.ping();
+  }, options.pingIntervalMs ?? 20_000);
+
+  let closeTimer: ReturnType<typeof setTimeout> | undefined;
+  const abort = () => {
+    ws.close();
+    // A server that does not answer the close frame is not waited for.
+    closeTimer = setTimeout(() => ws.terminate(), 2000);
+  };
   options.signal?.addEventListener("abort", abort, { once: true });
   try {
-    if (options.stdin && stdin) {
-      for await (const chunk of options.stdin) {
-        if (socket.readyState !== 1 /* OPEN */) break;
-        // Pace the upload by what the socket has actually sent.
-        while (socket.bufferedAmount > SEND_BUFFER_LIMIT && socket.readyState === 1) {
-          await new Promise((resolve) => setTimeout(resolve, 5));
-        }
-        stdin.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      }
-      // v5: tells the server that standard input is done.
-      stdin.end();
-    }
+    if (options.stdin) await sendStdin(ws, options.stdin);
     await closed;
   } finally {
+    clearInterval(pinger);
+    clearTimeout(closeTimer);
     options.signal?.removeEventListener("abort", abort);
   }
   if (!status) {
@@ -133,24 +195,54 @@ export async function execInPod(
   return { exitCode: exitCodeOf(status) };
 }
 
-function execRefused(error: unknown, target: ExecTarget): TcpgadgetError {
-  // client-node reports a refused upgrade as an Error whose message holds
-  // the HTTP status and the Status object the server sent.
-  const message = error instanceof Error ? error.message : String(error);
-  const code = Number(message.match(/\b(4\d\d|5\d\d)\b/)?.[1] ?? 0);
-  const statusMessage = message.match(/"message":"((?:[^"\\]|\\.)*)"/)?.[1];
-  if (code === 403) {
-    return new TcpgadgetError(
-      `permission denied: tcpgadget needs verb "create" on resource "pods/exec" in namespace "${target.namespace}"${
-        statusMessage ? `; ${statusMessage}` : ""
-      }`,
-      { cause: error },
+/** Streams standard input, at most IN_FLIGHT_LIMIT bytes ahead of the socket. */
+async function sendStdin(ws: WebSocket, stdin: AsyncIterable<Uint8Array>): Promise<void> {
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const sent = (bytes: number) => () => {
+    inFlight -= bytes;
+    if (inFlight <= IN_FLIGHT_LIMIT / 2) drained?.();
+  };
+  const gone = () => ws.readyState !== WebSocket.OPEN;
+  ws.once("close", () => drained?.());
+  for await (const chunk of stdin) {
+    if (gone()) return;
+    const frame = Buffer.allocUnsafe(chunk.byteLength + 1);
+    frame[0] = STDIN;
+    frame.set(chunk, 1);
+    inFlight += frame.length;
+    ws.send(frame, sent(frame.length));
+    while (inFlight > IN_FLIGHT_LIMIT && !gone()) {
+      await new Promise<void>((resolve) => drained = resolve);
+      drained = undefined;
+    }
+  }
+  // v5 can say that standard input is done; over v4 the command must stop
+  // reading by itself (the upload uses `head -c SIZE`).
+  if (!gone() && ws.protocol === PROTOCOLS[0]) ws.send(Buffer.from([CLOSE, STDIN]));
+}
+
+function execRefused(
+  refusal: { code: number; body: string },
+  target: ExecTarget,
+  server: string,
+): TcpgadgetError {
+  let status: StatusObject = {};
+  try {
+    status = JSON.parse(refusal.body);
+  } catch {
+    status = { message: refusal.body.trim() };
+  }
+  if (refusal.code === 401 || refusal.code === 403) {
+    return apiError(
+      new k8s.ApiException(refusal.code, status.message ?? "", status, {}),
+      { verb: "create", resource: "pods/exec", namespace: target.namespace, name: target.pod },
+      { server },
     );
   }
   return new TcpgadgetError(
-    `exec into pod ${target.namespace}/${target.pod} failed: ${
-      statusMessage ?? message.split("\n")[0]
+    `exec into pod ${target.namespace}/${target.pod} refused (${refusal.code}): ${
+      (status.message ?? "").split("\n")[0]
     }`,
-    { cause: error },
   );
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import "./node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
 import { TcpgadgetError } from "../core/errors.ts";
 
@@ -184,6 +185,8 @@ export interface ApiOrigin {
   context?: string;
   /** Where the kubeconfig was read from. */
   source?: string;
+  /** The kubeconfig (to name its credential plugin when that fails). */
+  config?: k8s.KubeConfig;
 }
 
 // Failures to open a connection (node-fetch's FetchError carries the
@@ -222,7 +225,15 @@ export function apiError(
         { cause: error },
       );
     }
-    // Credentials that could not be obtained (an exec plugin that failed), and the like.
+    // No answer and no connection failure: the credentials could not be
+    // had (client-node reports a failed exec plugin with its stderr alone).
+    const plugin = origin.config?.getCurrentUser()?.exec?.command;
+    if (plugin) {
+      return new TcpgadgetError(
+        `the kubeconfig's credential plugin (${plugin}) failed: ${message}`,
+        { cause: error },
+      );
+    }
     return new TcpgadgetError(`${what}${where} failed: ${message}`, { cause: error });
   }
   const { code, status } = answer;

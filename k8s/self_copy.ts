@@ -57,7 +57,7 @@ export function isCompiledBinary(): boolean {
  * The payload for this process: the binary itself, or (under `deno run`)
  * the Deno executable and a bundle made with `deno bundle` from `main`.
  */
-export async function preparePayload(main: URL): Promise<Payload> {
+export async function preparePayload(main: URL, signal?: AbortSignal): Promise<Payload> {
   if (isCompiledBinary()) {
     const binary = await describe("tcpgadget", Deno.execPath());
     return {
@@ -71,13 +71,19 @@ export async function preparePayload(main: URL): Promise<Payload> {
     const bundle = `${dir}/tcpgadget.js`;
     const result = await new Deno.Command(Deno.execPath(), {
       args: ["bundle", "--quiet", "--platform", "deno", "--output", bundle, main.pathname],
+      // Next to the program: its deno.json (imports, unstable features)
+      // applies wherever the user runs it from.
+      cwd: new URL(".", main).pathname,
+      env: { NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",
+      signal,
     }).output();
+    if (signal?.aborted) throw new TcpgadgetError("interrupted");
     if (!result.success) {
       throw new TcpgadgetError(
         `cannot bundle tcpgadget for the agent pods: ${
-          new TextDecoder().decode(result.stderr).replace(/\x1b\[[0-9;]*m/g, "").trim()
+          new TextDecoder().decode(result.stderr).trim()
             .split("\n")[0]
         }`,
       );
@@ -105,20 +111,34 @@ export async function preparePayload(main: URL): Promise<Payload> {
   }
 }
 
-/** Size and SHA-256 of a file in the pod, or undefined if it is not there. */
-async function remoteDigest(
+/** The copy in the pod does not match the original: cut short, or changed. */
+export class DamagedCopyError extends TcpgadgetError {
+  constructor(message: string) {
+    super(message);
+    this.name = "DamagedCopyError";
+  }
+}
+
+/** Size and SHA-256 of files in the pod (undefined for a missing one), in one exec. */
+async function remoteDigests(
   target: ExecTarget,
-  path: string,
-): Promise<{ size: number; sha256: string } | undefined> {
+  paths: string[],
+  signal?: AbortSignal,
+): Promise<({ size: number; sha256: string } | undefined)[]> {
   let output = "";
-  const { exitCode } = await execInPod(
-    target,
-    ["sh", "-c", `test -f '${path}' && stat -c %s '${path}' && sha256sum '${path}'`],
-    { onStdout: (chunk) => output += new TextDecoder().decode(chunk) },
-  );
-  if (exitCode !== 0) return undefined;
-  const [size, digest] = output.trim().split("\n");
-  return { size: Number(size), sha256: digest?.split(/\s+/)[0] ?? "" };
+  const script = 'for f in "$@"; do if test -f "$f"; then echo "$(stat -c %s "$f") ' +
+    '$(sha256sum "$f")"; else echo missing; fi; done';
+  const { exitCode } = await execInPod(target, ["sh", "-c", script, "sh", ...paths], {
+    onStdout: (chunk) => output += new TextDecoder().decode(chunk),
+    signal,
+  });
+  const lines = output.split("\n");
+  return paths.map((_, i) => {
+    const [size, sha256] = (lines[i] ?? "").split(/\s+/);
+    return exitCode === 0 && size !== "missing" && sha256
+      ? { size: Number(size), sha256 }
+      : undefined;
+  });
 }
 
 /** What an upload did, for the user. */
@@ -129,54 +149,74 @@ export interface UploadReport {
   reused: number;
 }
 
+/** Streams one file into the pod, under a temporary name renamed when complete. */
+async function sendFile(target: ExecTarget, file: PayloadFile, signal?: AbortSignal) {
+  const path = `${AGENT_DIR}/${file.name}`;
+  // `head -c` stops after exactly the file's bytes, so the copy ends even
+  // over protocol v4, which cannot signal the end of standard input.
+  const script = `mkdir -p '${AGENT_DIR}' && head -c ${file.size} > '${path}.part' && ` +
+    `chmod 755 '${path}.part' && mv '${path}.part' '${path}'`;
+  let stderr = "";
+  const source = await Deno.open(file.path);
+  let exitCode: number;
+  try {
+    ({ exitCode } = await execInPod(target, ["sh", "-c", script], {
+      stdin: source.readable,
+      onStderr: (chunk) => stderr += new TextDecoder().decode(chunk),
+      signal,
+    }));
+  } finally {
+    try {
+      source.close();
+    } catch {
+      // already closed by reading its stream to the end
+    }
+  }
+  if (exitCode !== 0) {
+    throw new TcpgadgetError(
+      `copying ${file.name} into pod ${target.namespace}/${target.pod} failed (exit ${exitCode}): ${
+        stderr.trim().split("\n")[0]
+      }`,
+    );
+  }
+}
+
 /**
  * Copies the payload into the pod (files already there and intact are not
  * sent again), then verifies each file's size and SHA-256 in the pod.
+ * Throws {@link DamagedCopyError} if a copy does not match (calling again
+ * sends what is damaged).
  */
-export async function uploadPayload(target: ExecTarget, payload: Payload): Promise<UploadReport> {
+export async function uploadPayload(
+  target: ExecTarget,
+  payload: Payload,
+  signal?: AbortSignal,
+): Promise<UploadReport> {
   const started = performance.now();
-  let bytes = 0;
-  let reused = 0;
-  for (const file of payload.files) {
-    const path = `${AGENT_DIR}/${file.name}`;
-    const existing = await remoteDigest(target, path);
-    if (existing?.size === file.size && existing.sha256 === file.sha256) {
-      reused++;
-      continue;
-    }
-    // `head -c` stops after exactly the file's bytes, so the copy ends even
-    // over protocol v4, which cannot signal the end of standard input.
-    const script = `mkdir -p '${AGENT_DIR}' && head -c ${file.size} > '${path}.part' && ` +
-      `chmod 755 '${path}.part' && mv '${path}.part' '${path}'`;
-    let stderr = "";
-    const source = await Deno.open(file.path);
-    let exitCode: number;
-    try {
-      ({ exitCode } = await execInPod(target, ["sh", "-c", script], {
-        stdin: source.readable,
-        onStderr: (chunk) => stderr += new TextDecoder().decode(chunk),
-      }));
-    } finally {
-      try {
-        source.close();
-      } catch {
-        // already closed by reading its stream to the end
-      }
-    }
-    if (exitCode !== 0) {
-      throw new TcpgadgetError(
-        `copying ${file.name} into pod ${target.namespace}/${target.pod} failed (exit ${exitCode}): ${stderr.trim()}`,
-      );
-    }
-    bytes += file.size;
-    const copied = await remoteDigest(target, path);
-    if (copied?.size !== file.size || copied.sha256 !== file.sha256) {
-      throw new TcpgadgetError(
-        `copy of ${file.name} into pod ${target.namespace}/${target.pod} is damaged: ${
-          copied ? `${copied.size} bytes, sha256 ${copied.sha256}` : "missing"
+  const pathOf = (file: PayloadFile) => `${AGENT_DIR}/${file.name}`;
+  const matches = (digest: { size: number; sha256: string } | undefined, file: PayloadFile) =>
+    digest?.size === file.size && digest.sha256 === file.sha256;
+  const before = await remoteDigests(target, payload.files.map(pathOf), signal);
+  const sent = payload.files.filter((file, i) => !matches(before[i], file));
+  for (const file of sent) await sendFile(target, file, signal);
+  if (sent.length > 0) {
+    const after = await remoteDigests(target, sent.map(pathOf), signal);
+    const damaged = sent.flatMap((file, i) =>
+      matches(after[i], file) ? [] : [
+        `${file.name}: ${
+          after[i] ? `${after[i]!.size} bytes, sha256 ${after[i]!.sha256}` : "missing"
         }, expected ${file.size} bytes, sha256 ${file.sha256}`,
+      ]
+    );
+    if (damaged.length > 0 && !signal?.aborted) {
+      throw new DamagedCopyError(
+        `copy into pod ${target.namespace}/${target.pod} is damaged: ${damaged.join("; ")}`,
       );
     }
   }
-  return { bytes, milliseconds: performance.now() - started, reused };
+  return {
+    bytes: sent.reduce((sum, file) => sum + file.size, 0),
+    milliseconds: performance.now() - started,
+    reused: payload.files.length - sent.length,
+  };
 }

@@ -24,6 +24,7 @@ import {
   type FakeApiServer,
   startFakeApiServer,
 } from "./kube_apiserver/mod.ts";
+import { cgroupHierarchies } from "./kube_apiserver/kubelet_files.ts";
 
 const FILE = "tests/kube_apiserver_test.ts";
 
@@ -1180,4 +1181,93 @@ test("volumes: hostPath binds and emptyDir, private to the pod", async () => {
     exists = false;
   }
   assert(!exists, "the mount point created on the host was left behind");
+});
+
+test("kubelet files: kubelet-style cgroups and log files; image pulls failing on one node", async () => {
+  // What a test process killed before its cleanup left: removed by the next one.
+  const dead = new Deno.Command("true").spawn();
+  await dead.status;
+  const staleUid = crypto.randomUUID();
+  const staleCgroup = `${
+    cgroupHierarchies()[0]
+  }/kube-apiserver-${dead.pid}-1/kubepods/pod${staleUid}`;
+  const staleLogs = `/var/log/pods/default_old_${staleUid}`;
+  const staleLink = `/var/log/containers/old_default_c-${"ab".repeat(32)}.log`;
+  Deno.mkdirSync(staleCgroup, { recursive: true });
+  Deno.mkdirSync(`${staleLogs}/c`, { recursive: true });
+  Deno.mkdirSync("/var/log/containers", { recursive: true });
+  Deno.symlinkSync(`${staleLogs}/c/0.log`, staleLink);
+  await using api = await startFakeApiServer({ nodes: NODES, kubeletFiles: true });
+  for (const path of [staleCgroup, staleLogs, staleLink]) {
+    let exists = true;
+    try {
+      Deno.lstatSync(path);
+    } catch {
+      exists = false;
+    }
+    assert(!exists, `stale ${path} removed`);
+  }
+  const { kc, core } = await adminClients(api);
+  const undo = api.failImagePull("busybox:1.36", "pull refused on node-b", "node-b");
+  await core.createNamespacedPod({
+    namespace: "default",
+    body: podBody("files", "node-a", {
+      spec: { containers: [{ name: "c", image: "busybox:1.36", command: ["sleep", "1000"] }] },
+    }),
+  });
+  await core.createNamespacedPod({ namespace: "default", body: podBody("pulls", "node-b") });
+  const pod = await api.waitForPod("default", "files", isRunning);
+  const failing = await api.waitForPod(
+    "default",
+    "pulls",
+    (p) => p.status?.containerStatuses?.[0]?.state?.waiting?.reason === "ErrImagePull",
+  );
+  assertEquals(failing.status.containerStatuses[0].state.waiting.message, "pull refused on node-b");
+  undo();
+  await api.waitForPod("default", "pulls", isRunning);
+
+  const uid = pod.metadata.uid!;
+  const id = pod.status.containerStatuses[0].containerID.replace("containerd://", "");
+  assertMatch(id, /^[0-9a-f]{64}$/);
+  const cgroup = new RegExp(`^/kube-apiserver-\\d+-\\d+/kubepods/besteffort/pod${uid}/${id}$`);
+  // Every process of the pod (the pause process too) is in the container's cgroup.
+  const pids = api.podProcesses("default", "files");
+  assert(pids.length >= 2, `pause and sleep: ${pids}`);
+  for (const pid of pids) {
+    const lines = Deno.readTextFileSync(`/proc/${pid}/cgroup`).split("\n")
+      .filter((line) => /^\d+:(pids|name=systemd|):/.test(line));
+    assert(lines.length > 0, `cgroup lines of ${pid}`);
+    for (const line of lines) assertMatch(line.split(":")[2], cgroup);
+  }
+  // So is an exec'd process.
+  const exec = await clientExec(kc, "files", ["cat", "/proc/self/cgroup"]);
+  const execLines = new TextDecoder().decode(exec.stdout).split("\n").filter((l) => /^0::/.test(l));
+  for (const line of execLines) assertMatch(line.slice(3), cgroup);
+
+  const logDir = `/var/log/pods/default_files_${uid}`;
+  const link = `/var/log/containers/files_default_c-${id}.log`;
+  assertEquals(Deno.readLinkSync(link), `${logDir}/c/0.log`);
+  assertEquals(Deno.readTextFileSync(link), "");
+
+  await core.deleteNamespacedPod({ name: "files", namespace: "default" });
+  await api.waitForPodDeleted("default", "files");
+  const gone = (path: string) => {
+    try {
+      Deno.lstatSync(path);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  assert(gone(link) && gone(logDir), "the pod's log files are removed with it");
+  const mounts = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/systemd"];
+  for (const mount of mounts) {
+    assert(gone(`${mount}${cgroup.source.split("/kubepods")[0]}/kubepods/besteffort/pod${uid}`));
+  }
+  await api.close();
+  for (const mount of mounts) {
+    for (const entry of gone(mount) ? [] : Deno.readDirSync(mount)) {
+      assert(!entry.name.startsWith(`kube-apiserver-${Deno.pid}-`), `${mount}/${entry.name} left`);
+    }
+  }
 });

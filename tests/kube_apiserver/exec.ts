@@ -64,6 +64,8 @@ export interface ExecSessionOptions {
   /** Kill the process when the client goes away before it exits. */
   killOnDisconnect: boolean;
   drop?: DropPlan;
+  /** `cgroup.procs` files of the container (kubelet files). */
+  cgroupProcs?: string[];
 }
 
 const HIGH_WATER = 1 << 20;
@@ -238,6 +240,7 @@ export class ExecSession {
       stdin: o.stdin ? "piped" : "null",
       stdout: o.stdout || o.tty ? "piped" : "null",
       stderr: o.stderr || o.tty ? "piped" : "null",
+      cgroupProcs: o.cgroupProcs,
     });
     this.#child = child;
     if (o.drop?.afterMs !== undefined) {

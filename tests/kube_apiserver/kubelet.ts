@@ -11,6 +11,7 @@
 
 // deno-lint-ignore-file no-explicit-any
 
+import { KubeletFiles } from "./kubelet_files.ts";
 import { type MountSpec, PodSandbox, type SandboxMode } from "./sandbox.ts";
 import { type Change, type KubeObject, type Store, timestamp } from "./store.ts";
 
@@ -31,10 +32,12 @@ export interface KubeletConfig {
   orphanGcMs: number;
   /** Run `command`/`args` of containers as their main process. */
   runContainerCommands: boolean;
-  /** The pull error message for an image, or undefined if it pulls. */
-  imagePullFailure(image: string): string | undefined;
+  /** The pull error message for an image on a node, or undefined if it pulls. */
+  imagePullFailure(image: string, node: string): string | undefined;
   /** Host and port of the API server (for KUBERNETES_SERVICE_* env). */
   apiServer(): { host: string; port: number };
+  /** Write kubelet's cgroups and log files on the host (kubelet_files.ts). */
+  kubeletFiles?: boolean;
 }
 
 /** Default PATH of container processes. */
@@ -106,6 +109,8 @@ interface ContainerRuntime {
   exited?: Promise<void>;
   log: LogBuffer;
   previousLog?: LogBuffer;
+  /** Its cgroups' `cgroup.procs` files (kubelet files). */
+  cgroupProcs?: string[];
 }
 
 class Aborted extends Error {}
@@ -181,6 +186,7 @@ export type ExecTarget =
     sandbox: PodSandbox;
     env: Record<string, string>;
     cwd: string;
+    cgroupProcs?: string[];
   }
   | { ok: false; why: "container-not-found" | "node-not-ready"; nodeAddress: string };
 
@@ -318,6 +324,8 @@ class PodRuntime {
       this.#event("Warning", "FailedMount", message);
       return;
     }
+    const files = this.#kubelets.files;
+    if (files) this.sandbox.onStop(() => files.removePod(this.uid));
     if (this.#abort.signal.aborted) {
       await this.sandbox.stop();
       throw new Aborted();
@@ -383,7 +391,7 @@ class PodRuntime {
     const image = String(c.spec.image);
     for (;;) {
       this.#check();
-      const failure = this.#config.imagePullFailure(image);
+      const failure = this.#config.imagePullFailure(image, this.nodeName);
       if (failure === undefined) break;
       this.#event("Normal", "Pulling", `Pulling image "${image}"`, c.spec.name);
       c.state = { waiting: { reason: "ErrImagePull", message: failure } };
@@ -459,6 +467,7 @@ class PodRuntime {
     const spec = c.spec;
     const argv: string[] = [...(spec.command ?? []), ...(spec.args ?? [])];
     c.containerID = `containerd://${hexId(32)}`;
+    this.#containerFiles(c);
     const startedAt = timestamp();
     this.#event("Normal", "Created", `Created container: ${spec.name}`, spec.name);
     if (!this.#config.runContainerCommands || argv.length === 0 || !this.sandbox) {
@@ -482,6 +491,7 @@ class PodRuntime {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
+      cgroupProcs: c.cgroupProcs,
     });
     c.process = child;
     c.state = { running: { startedAt } };
@@ -515,6 +525,32 @@ class PodRuntime {
       },
       () => {},
     );
+  }
+
+  /**
+   * Kubelet's files of a (re)started container, when enabled. The pod's
+   * containers share one mount namespace here, whose first process is the
+   * pause process: it joins the first container's cgroup so that a tool
+   * naming the namespace from its first process names that container.
+   */
+  #containerFiles(c: ContainerRuntime): void {
+    const files = this.#kubelets.files;
+    if (!files || !this.sandbox || this.sandbox.stopped) return;
+    c.cgroupProcs = files.container(
+      {
+        namespace: this.namespace,
+        name: this.name,
+        uid: this.uid,
+        qosClass: this.#pod.status?.qosClass,
+      },
+      c.spec.name,
+      c.containerID!.replace(/^containerd:\/\//, ""),
+      c.restartCount,
+    );
+    const first = [...this.containers.values()].find((x) => !x.init);
+    if (first === c && this.sandbox.pausePid !== undefined) {
+      this.sandbox.joinCgroups(this.sandbox.pausePid, c.cgroupProcs);
+    }
   }
 
   #containerExited(
@@ -735,6 +771,7 @@ class PodRuntime {
       sandbox: this.sandbox,
       env: this.env(c.spec),
       cwd: c.spec.workingDir ?? "/",
+      cgroupProcs: c.cgroupProcs,
     };
   }
 
@@ -850,9 +887,12 @@ export class Kubelets {
   readonly #podIPs = new Map<string, number>();
   #unsubscribe: (() => void) | undefined;
   #closed = false;
+  /** Kubelet's cgroups and log files on the host, when enabled. */
+  readonly files: KubeletFiles | undefined;
 
   constructor(config: KubeletConfig) {
     this.#config = config;
+    this.files = config.kubeletFiles ? new KubeletFiles() : undefined;
     this.#unsubscribe = config.store.subscribe((change) => this.#onChange(change));
   }
 
@@ -1032,5 +1072,6 @@ export class Kubelets {
     const runtimes = [...this.#pods.values()];
     this.#pods.clear();
     await Promise.all(runtimes.map((r) => r.kill()));
+    this.files?.close();
   }
 }

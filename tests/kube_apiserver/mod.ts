@@ -119,6 +119,13 @@ export interface FakeApiServerOptions {
   /** Print every request to stderr. */
   logRequests?: boolean;
   /**
+   * Write what a kubelet leaves on its node (root): each container's
+   * processes in a kubelet-style cgroup (`kubepods/<qos>/pod<uid>/<id>`)
+   * and its log files under /var/log/pods and /var/log/containers, so that
+   * node-side tools can name pods (default false; see kubelet_files.ts).
+   */
+  kubeletFiles?: boolean;
+  /**
    * Who terminates TLS: "node" (a Node.js front end, tls_frontend.mjs:
    * needed for flow control of exec uploads), "deno" (node:https in this
    * process: works, but buffers whatever a client sends), or "auto"
@@ -233,10 +240,10 @@ export interface FakeApiServer extends AsyncDisposable {
 
   /**
    * Makes pulls of an image (exact name, or a pattern) fail with
-   * ErrImagePull/ImagePullBackOff; returns the undo function (the next
-   * retry then succeeds).
+   * ErrImagePull/ImagePullBackOff, on every node or on `node` only;
+   * returns the undo function (the next retry then succeeds).
    */
-  failImagePull(image: string | RegExp, message?: string): () => void;
+  failImagePull(image: string | RegExp, message?: string, node?: string): () => void;
   /**
    * Breaks the next `count` exec streams: the WebSocket is cut without a
    * close frame (like a lost connection). With an empty plan it is cut
@@ -350,6 +357,7 @@ export async function startFakeApiServer(
       bookmarkIntervalMs: options.bookmarkIntervalMs ?? 10_000,
       historyLimit: options.historyLimit ?? 10_000,
       logRequests: options.logRequests ?? false,
+      kubeletFiles: options.kubeletFiles ?? false,
     });
     const frontend = options.tlsFrontend === undefined || options.tlsFrontend === "auto"
       ? (hasNode() ? "node" : "deno")
@@ -710,12 +718,13 @@ class FakeApiServerImpl implements FakeApiServer {
     this.#server.authorizer.restrict(user, allow);
   }
 
-  failImagePull(image: string | RegExp, message?: string): () => void {
+  failImagePull(image: string | RegExp, message?: string, node?: string): () => void {
     const name = String(image);
     return this.#server.failImagePull(
       image,
       message ??
         `rpc error: code = NotFound desc = failed to pull and unpack image "${name}": failed to resolve reference "${name}": ${name}: not found`,
+      node,
     );
   }
 

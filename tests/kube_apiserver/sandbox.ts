@@ -24,6 +24,8 @@ export interface SpawnOptions {
   stdin: "piped" | "null";
   stdout: "piped" | "null";
   stderr: "piped" | "null";
+  /** `cgroup.procs` files the process joins before it runs (kubelet files). */
+  cgroupProcs?: string[];
 }
 
 /** Whether this process can create mount namespaces (root + unshare + nsenter). */
@@ -154,6 +156,7 @@ export class PodSandbox {
   #stopped = false;
   #stopping: Promise<void> | undefined;
   #mountPoints: string[] = [];
+  readonly #onStop: (() => void)[] = [];
 
   private constructor(mode: SandboxMode, pause?: Deno.ChildProcess, mountNamespace?: string) {
     this.mode = mode;
@@ -262,9 +265,21 @@ export class PodSandbox {
   spawn(options: SpawnOptions): Deno.ChildProcess {
     if (this.#stopped) throw new Error("sandbox stopped");
     const cwd = options.cwd ?? "/";
+    // Joins its container's cgroups, then becomes the command (same pid).
+    const join = options.cgroupProcs?.length
+      ? [
+        "sh",
+        "-c",
+        'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1"; shift; n=$((n-1)); done; exec "$@"',
+        "sh",
+        String(options.cgroupProcs.length),
+        ...options.cgroupProcs,
+      ]
+      : [];
     const args = this.pausePid !== undefined
       ? [
         ...DEATH_SIGNAL,
+        ...join,
         "nsenter",
         `--target=${this.pausePid}`,
         "--mount",
@@ -272,7 +287,7 @@ export class PodSandbox {
         "--",
         ...options.argv,
       ]
-      : [...DEATH_SIGNAL, ...options.argv];
+      : [...DEATH_SIGNAL, ...join, ...options.argv];
     const child = new Deno.Command("setsid", {
       args,
       cwd: this.pausePid !== undefined ? "/" : cwd,
@@ -286,6 +301,16 @@ export class PodSandbox {
     this.#processes.set(child.pid, status);
     status.finally(() => this.#processes.delete(child.pid)).catch(() => {});
     return child;
+  }
+
+  /** Moves a running process (the pause process) into cgroups. */
+  joinCgroups(pid: number, cgroupProcs: string[]): void {
+    for (const file of cgroupProcs) Deno.writeTextFileSync(file, `${pid}\n`);
+  }
+
+  /** Calls `callback` once every process of the sandbox is gone. */
+  onStop(callback: () => void): void {
+    this.#onStop.push(callback);
   }
 
   /** Sends a signal to a spawned process and its process group. */
@@ -350,6 +375,7 @@ export class PodSandbox {
     }
     for (const p of this.#mountPoints) releaseMountPoint(p);
     this.#mountPoints = [];
+    for (const callback of this.#onStop.splice(0)) callback();
   }
 }
 

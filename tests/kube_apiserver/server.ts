@@ -112,6 +112,8 @@ export interface ServerSettings {
   bookmarkIntervalMs: number;
   historyLimit: number;
   logRequests: boolean;
+  /** Kubelet's cgroups and log files on the host (see kubelet_files.ts). */
+  kubeletFiles: boolean;
 }
 
 interface ActiveWatch {
@@ -227,7 +229,7 @@ export class ApiServer {
   readonly #tokens = new Map<string, UserInfo>();
   readonly #faults = new Set<RequestFault & { remaining: number }>();
   readonly #drops: DropPlan[] = [];
-  readonly #failingImages = new Map<string | RegExp, string>();
+  readonly #failingImages = new Set<{ image: string | RegExp; message: string; node?: string }>();
   readonly #watches = new Set<ActiveWatch>();
   readonly #sessions = new Set<ExecSession>();
   readonly #sockets = new Set<Socket>();
@@ -254,8 +256,9 @@ export class ApiServer {
       crashLoopBackoffMs: settings.crashLoopBackoffMs,
       orphanGcMs: settings.orphanGcMs,
       runContainerCommands: settings.runContainerCommands,
-      imagePullFailure: (image) => this.#imagePullFailure(image),
+      imagePullFailure: (image, node) => this.#imagePullFailure(image, node),
       apiServer: () => ({ host: "127.0.0.1", port: this.#port }),
+      kubeletFiles: settings.kubeletFiles,
     });
   }
 
@@ -353,13 +356,15 @@ export class ApiServer {
 
   // ---- test controls --------------------------------------------------------
 
-  failImagePull(image: string | RegExp, message: string): () => void {
-    this.#failingImages.set(image, message);
-    return () => this.#failingImages.delete(image);
+  failImagePull(image: string | RegExp, message: string, node?: string): () => void {
+    const key = { image, message, node };
+    this.#failingImages.add(key);
+    return () => this.#failingImages.delete(key);
   }
 
-  #imagePullFailure(image: string): string | undefined {
-    for (const [pattern, message] of this.#failingImages) {
+  #imagePullFailure(image: string, node: string): string | undefined {
+    for (const { image: pattern, message, node: only } of this.#failingImages) {
+      if (only !== undefined && only !== node) continue;
       if (typeof pattern === "string" ? pattern === image : pattern.test(image)) return message;
     }
     return undefined;
@@ -1186,6 +1191,7 @@ export class ApiServer {
         tty,
         killOnDisconnect: this.settings.killExecOnDisconnect,
         drop,
+        cgroupProcs: target.cgroupProcs,
       });
       this.#sessions.add(session);
       session.done.finally(() => this.#sessions.delete(session));

@@ -1,0 +1,124 @@
+/**
+ * Cluster mode's pieces that need no cluster and no privileges: the
+ * agent's command line and pod, the exec URL, and the one-line errors made
+ * from the API server's answers. (End to end: cluster_test.ts.)
+ */
+
+import * as k8s from "@kubernetes/client-node";
+import { assertEquals } from "./helpers/assert.ts";
+import { parseTraceFlags } from "../cli/flags.ts";
+import { agentArgs } from "../k8s/cluster.ts";
+import { agentCommand, agentPod } from "../k8s/agent_pod.ts";
+import { execUrl } from "../k8s/exec.ts";
+import { apiError } from "../k8s/kube_client.ts";
+
+Deno.test("cluster: the agent runs node mode with the filters, as JSON, on the host's root", () => {
+  const flags = parseTraceFlags([
+    "--cluster",
+    "-p",
+    "web-0",
+    "-c",
+    "nginx",
+    "--host",
+    "--pid",
+    "42",
+    "--comm",
+    "curl",
+    "--failure-only",
+    "-l",
+    "app=web",
+    "-o",
+    "columns",
+  ]);
+  assertEquals(agentArgs(flags, "node-a", "shop"), [
+    "trace",
+    "tcp",
+    "-o",
+    "json",
+    "--host-root",
+    "/host",
+    "--node-name",
+    "node-a",
+    "--namespace",
+    "shop",
+    "--podname",
+    "web-0",
+    "--containername",
+    "nginx",
+    "--host",
+    "--pid",
+    "42",
+    "--comm",
+    "curl",
+    "--failure-only",
+  ]);
+  // -A: no namespace for the agent.
+  assertEquals(agentArgs(parseTraceFlags(["--cluster", "-A"]), "n", undefined).length, 8);
+  const [sh, dashC, script, name, ...command] = agentCommand(["/tmp/tcpgadget/tcpgadget", "x"]);
+  assertEquals([sh, dashC, name, command], ["sh", "-c", "sh", ["/tmp/tcpgadget/tcpgadget", "x"]]);
+  assertEquals(script.endsWith('echo $$ > /tmp/tcpgadget/agent.pid; exec "$@"'), true);
+});
+
+Deno.test("cluster: the agent pod", () => {
+  const pod = agentPod({
+    runId: "a1b2c3",
+    index: 1,
+    node: "worker-1",
+    namespace: "tools",
+    image: "registry.local/debian:12",
+    deadlineSeconds: 700,
+  });
+  assertEquals(pod.metadata?.name, "tcpgadget-a1b2c3-1");
+  assertEquals(pod.metadata?.annotations, { "tcpgadget.io/node": "worker-1" });
+  const spec = pod.spec!;
+  assertEquals(
+    [spec.nodeName, spec.hostPID, spec.activeDeadlineSeconds, spec.containers[0].command],
+    ["worker-1", true, 700, ["sleep", "700"]],
+  );
+});
+
+Deno.test("cluster: exec URLs carry the command word by word", () => {
+  const kc = new k8s.KubeConfig();
+  const url = execUrl(
+    "https://api.example:6443/prefix/",
+    { config: kc, namespace: "a b", pod: "p", container: "agent" },
+    ["sh", "-c", "echo $x && ls"],
+    true,
+  );
+  assertEquals(
+    url.href,
+    "wss://api.example:6443/prefix/api/v1/namespaces/a%20b/pods/p/exec?command=sh&command=-c&command=echo+%24x+%26%26+ls&container=agent&stdout=true&stderr=true&stdin=true",
+  );
+});
+
+Deno.test("cluster: API failures become one line naming what to fix", () => {
+  const status = (code: number, message: string) =>
+    new k8s.ApiException(code, message, { kind: "Status", message }, {});
+  const origin = { server: "https://k:6443", context: "prod", source: "/kc" };
+  const cases: [unknown, { verb: string; resource: string; namespace?: string }, string][] = [
+    [
+      status(
+        403,
+        'pods "p" is forbidden: User "u" cannot get resource "pods/exec" in API group "" in the namespace "ns"',
+      ),
+      { verb: "create", resource: "pods/exec", namespace: "ns" },
+      'permission denied: tcpgadget needs verb "get" on resource "pods/exec" in namespace "ns"; pods "p" is forbidden: User "u" cannot get resource "pods/exec" in API group "" in the namespace "ns"',
+    ],
+    [
+      status(401, "Unauthorized"),
+      { verb: "list", resource: "nodes" },
+      "the Kubernetes API server at https://k:6443 rejected the credentials (401 Unauthorized): check the kubeconfig's user",
+    ],
+    [
+      Object.assign(
+        new Error("request to https://k:6443/api/v1/nodes failed, reason: getaddrinfo ENOTFOUND k"),
+        { name: "FetchError", code: "ENOTFOUND" },
+      ),
+      { verb: "list", resource: "nodes" },
+      'cannot connect to the Kubernetes API server at https://k:6443 (context "prod" of kubeconfig /kc): getaddrinfo ENOTFOUND k',
+    ],
+  ];
+  for (const [error, request, message] of cases) {
+    assertEquals(apiError(error, request, origin).message, message);
+  }
+});
