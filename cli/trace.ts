@@ -30,12 +30,14 @@ export interface TraceIo {
   warn(message: string): void;
 }
 
-const DEFAULT_IO: TraceIo = {
+/** stdout, and warnings on stderr prefixed with "tcpgadget: ". */
+export const DEFAULT_IO: TraceIo = {
   stdout: Deno.stdout,
   warn: (message) => console.error(`tcpgadget: ${message}`),
 };
 
-const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+/** The signals that end tracing quietly. */
+export const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 // While events flow, how long to let them gather between reads.
 const BATCH_MS = 2;

@@ -64,7 +64,7 @@ export function requireKernelBtf(path = DEFAULT_HOST_PATHS.btf): void {
  */
 export function ensureTracefs(candidates = DEFAULT_HOST_PATHS.tracefs): string {
   for (const path of candidates) {
-    if (exists(`${path}/events`)) return path;
+    if (pathExists(`${path}/events`)) return path;
   }
   const target = candidates[0];
   const libc = openLibc();
@@ -80,7 +80,8 @@ export function ensureTracefs(candidates = DEFAULT_HOST_PATHS.tracefs): string {
   return target;
 }
 
-function exists(path: string): boolean {
+/** Whether a path exists (any kind of file). */
+export function pathExists(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;

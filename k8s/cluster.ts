@@ -32,20 +32,10 @@ import { type KubernetesFilter, matchesFilter } from "./filter.ts";
 import { httpStatus, KubeClient, loadKubeconfig } from "./kube_client.ts";
 import { DamagedCopyError, type Payload, preparePayload, uploadPayload } from "./self_copy.ts";
 import type { TraceEvent } from "./enrich.ts";
+import { DEFAULT_IO, STOP_SIGNALS, type TraceIo } from "../cli/trace.ts";
 
-/** Where cluster mode writes; tests substitute their own. */
-export interface ClusterIo {
-  stdout: { writeSync(data: Uint8Array): number };
-  /** One diagnostic line (no newline, no prefix). */
-  warn(message: string): void;
-}
-
-const DEFAULT_IO: ClusterIo = {
-  stdout: Deno.stdout,
-  warn: (message) => console.error(`tcpgadget: ${message}`),
-};
-
-const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+/** Where cluster mode writes (as node mode); tests substitute their own. */
+export type ClusterIo = TraceIo;
 
 // How long the pieces may take; a pod lives at most its deadline.
 const API_TIMEOUT_MS = 20_000;

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { pathExists as exists } from "../core/system.ts";
 import "./node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
 import { TcpgadgetError } from "../core/errors.ts";
@@ -32,15 +33,6 @@ export interface LoadedKubeconfig {
   /** The context's namespace, or "default". */
   namespace: string;
   server: string;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function firstLine(error: unknown): string {

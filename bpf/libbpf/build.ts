@@ -16,6 +16,7 @@
  * @module
  */
 
+import { pathExists as exists } from "../../core/system.ts";
 import { createHash } from "node:crypto";
 
 /** This directory, with a trailing slash. */
@@ -110,15 +111,6 @@ async function run(
 }
 
 const INSTALL_HINT = "apt-get install -y gcc binutils libc6-dev libbpf-dev libelf-dev zlib1g-dev";
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function commandWorks(command: string): boolean {
   try {

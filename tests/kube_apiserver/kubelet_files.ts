@@ -15,16 +15,9 @@
  * @module
  */
 
-const CGROUP_ROOT = "/sys/fs/cgroup";
+import { pathExists as exists } from "../../core/system.ts";
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const CGROUP_ROOT = "/sys/fs/cgroup";
 
 /** Mount points of the cgroup hierarchies to use: v1 pids and name=systemd, and v2. */
 export function cgroupHierarchies(): string[] {
