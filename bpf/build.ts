@@ -4,9 +4,9 @@
  *   deno task build:bpf          rebuild the object
  *   deno task build:bpf --check  fail if the committed object is stale
  *
- * The build is reproducible: relative source paths, DWARF stripped (BTF and
- * its line info kept, which CO-RE and the verifier log need), so the same
- * clang gives the same bytes anywhere. The committed object was built with
+ * The build is reproducible: source paths mapped to bpf/-relative ones,
+ * DWARF stripped (BTF and its line info kept, which CO-RE and the verifier
+ * log need), so the same clang gives the same bytes in any checkout. The committed object was built with
  * Debian 12's clang 14 (`apt-get install clang llvm libbpf-dev`).
  *
  * @module
@@ -25,6 +25,9 @@ export function clangArgs(output: string): string[] {
     "-O2",
     "-Wall",
     "-Werror",
+    // The object records source paths: make them relative to bpf/, so
+    // any checkout builds the same bytes.
+    `-fdebug-prefix-map=${BPF_DIR.replace(/\/$/, "")}=.`,
     "-c",
     SOURCE,
     "-o",

@@ -21,7 +21,9 @@ import {
 import { canUseMountNamespaces } from "../kube_apiserver/sandbox.ts";
 import { kubeletFilesSkipReason } from "../kube_apiserver/kubelet_files.ts";
 
-const ACTOR = new URL("./tcp_actor.py", import.meta.url).pathname;
+// Passed as `python3 -c`: the pod's file system need not see this checkout
+// (a pod has its own /tmp, where a checkout may well be).
+const ACTOR_SOURCE = Deno.readTextFileSync(new URL("./tcp_actor.py", import.meta.url));
 
 /** The label tcpgadget puts on its pods. */
 export const AGENT_SELECTOR = "app.kubernetes.io/managed-by=tcpgadget";
@@ -264,7 +266,7 @@ export class PodActor {
         namespace,
         pod,
         container,
-        ["python3", ACTOR, comm],
+        ["python3", "-c", ACTOR_SOURCE, comm],
         stdout,
         stderr,
         actor.#stdin,
