@@ -402,6 +402,19 @@ Deno.test({
   },
 });
 
+const ROOT_DIR = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/**
+ * Shell commands that mount a fresh tmpfs on /tmp, keeping `dir` (this
+ * checkout, which may itself be under /tmp) visible at its path.
+ */
+function privateTmpKeeping(dir: string): string {
+  if (!dir.startsWith("/tmp/")) return "mount -t tmpfs none /tmp";
+  const keep = `/run/tcpgadget-test-checkout-${Deno.pid}`;
+  return `mkdir -p ${keep} && mount --bind '${dir}' ${keep} && mount -t tmpfs none /tmp && ` +
+    `mkdir -p '${dir}' && mount --bind ${keep} '${dir}' && umount ${keep} && rmdir ${keep}`;
+}
+
 /**
  * Runs `command` under `namespace` (an unshare prefix with a new mount
  * namespace) with a fresh tmpfs on /tmp, so the host's /tmp is not touched,
@@ -413,7 +426,7 @@ async function inPrivateTmp(
   command: string[],
   env: Record<string, string>,
 ) {
-  const script = `mount -t tmpfs none /tmp && ${setup} || exit 97; "$@"; code=$?; ` +
+  const script = `${privateTmpKeeping(ROOT_DIR)} && ${setup} || exit 97; "$@"; code=$?; ` +
     `echo "left in /tmp: [$(find /tmp -name '${TEMP_PREFIX}*' | tr '\\n' ' ')]" >&2; exit $code`;
   const result = await runToEnd([...namespace, "sh", "-c", script, "sh", ...command], env);
   const left = result.stderr.match(/^left in \/tmp: \[(.*)\]$/m);
