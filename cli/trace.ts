@@ -14,7 +14,7 @@ import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
 import type { TcpEvent } from "../core/event.ts";
 import { UsageError } from "../core/errors.ts";
 import { type Enricher, withEndpoints } from "../k8s/enrich.ts";
-import { type KubernetesFilter, matchesFilter } from "../k8s/filter.ts";
+import { type KubernetesFilter, matchesFilter, selectsContainers } from "../k8s/filter.ts";
 import { ContainerResolver } from "../k8s/containers.ts";
 import { ContainerEnricher } from "../k8s/container_enricher.ts";
 import { MountNamespaceFilter } from "../k8s/mntns_filter.ts";
@@ -150,9 +150,12 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     output.flush();
 
     // decode (in drain) -> enrich -> filter -> format
+    const filtering = selectsContainers(filter);
     const handle = (event: TcpEvent) => {
       const enriched = enricher.enrich(event);
-      if (matchesFilter(enriched, filter, labelsOf)) output.line(formatter.format(enriched));
+      if (!filtering || matchesFilter(enriched, filter, labelsOf)) {
+        output.line(formatter.format(enriched));
+      }
     };
     let lastLostCheck = performance.now();
     let running = true;

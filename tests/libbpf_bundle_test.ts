@@ -20,6 +20,7 @@ import {
 } from "../bpf/libbpf/build.ts";
 import { MEMFD_NAME, TEMP_PREFIX } from "../core/libbpf_embedded.ts";
 import { inPrivateMounts } from "./helpers/cli.ts";
+import { pathExists } from "../core/system.ts";
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { hasCommand, needsBpf } from "./helpers/privileges.ts";
@@ -435,16 +436,7 @@ async function inPrivateTmp(
 }
 
 const noMemfdNoexec = noBpfOrUnshare ??
-  (hasFile("/proc/sys/vm/memfd_noexec") ? undefined : "kernel has no vm.memfd_noexec (< 6.3)");
-
-function hasFile(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+  (pathExists("/proc/sys/vm/memfd_noexec") ? undefined : "kernel has no vm.memfd_noexec (< 6.3)");
 
 Deno.test({
   name: "libbpf bundle: with vm.memfd_noexec, an executable memfd or else a temporary file",

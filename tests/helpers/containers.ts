@@ -14,6 +14,12 @@
 
 import { Actor } from "./actors.ts";
 import { hasCommand } from "./privileges.ts";
+import {
+  CGROUP_ROOT,
+  cgroupHierarchyMounts,
+  removeCgroupDir,
+  removeCgroupTree,
+} from "./cgroups.ts";
 
 export type CgroupDriver = "cgroupfs" | "systemd";
 export type QosClass = "guaranteed" | "burstable" | "besteffort";
@@ -36,23 +42,9 @@ export interface ContainerSpec {
   podUid?: string;
 }
 
-const CGROUP_ROOT = "/sys/fs/cgroup";
-
 /** Mount points of the hierarchies available here. */
 function hierarchyMounts(): Record<Hierarchy, string[]> {
-  const exists = (path: string) => {
-    try {
-      Deno.statSync(path);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const v1 = ["pids", "systemd"].map((h) => `${CGROUP_ROOT}/${h}`)
-    .filter((path) => exists(`${path}/tasks`));
-  const v2 = [`${CGROUP_ROOT}/unified`, CGROUP_ROOT]
-    .filter((path) => exists(`${path}/cgroup.controllers`)).slice(0, 1);
-  return { v1, v2 };
+  return cgroupHierarchyMounts();
 }
 
 /** The hierarchies tests can place processes in here. */
@@ -243,7 +235,7 @@ export class FakeNode implements AsyncDisposable {
             Deno.statSync(`/proc/${match[1]}`);
             continue; // its test process still runs
           } catch {
-            removeTree(`${mount}/${entry.name}`);
+            removeCgroupTree(`${mount}/${entry.name}`);
           }
         }
       }
@@ -252,38 +244,3 @@ export class FakeNode implements AsyncDisposable {
 }
 
 /** Moves any process left in a cgroup to the hierarchy's root, then removes it. */
-function removeCgroupDir(dir: string): string | undefined {
-  try {
-    Deno.statSync(dir);
-  } catch {
-    return undefined;
-  }
-  const mount = hierarchyMountOf(dir);
-  try {
-    const procs = Deno.readTextFileSync(`${dir}/cgroup.procs`).split("\n").filter(Boolean);
-    for (const pid of procs) {
-      try {
-        Deno.writeTextFileSync(`${mount}/cgroup.procs`, `${pid}\n`);
-      } catch {
-        // exited meanwhile
-      }
-    }
-    Deno.removeSync(dir);
-    return undefined;
-  } catch (error) {
-    return `${dir}: ${error instanceof Error ? error.message : String(error)}`;
-  }
-}
-
-function removeTree(dir: string): void {
-  for (const entry of Deno.readDirSync(dir)) {
-    if (entry.isDirectory) removeTree(`${dir}/${entry.name}`);
-  }
-  removeCgroupDir(dir);
-}
-
-function hierarchyMountOf(dir: string): string {
-  const mounts = hierarchyMounts();
-  const all = [...mounts.v1, ...mounts.v2].sort((a, b) => b.length - a.length);
-  return all.find((mount) => dir.startsWith(`${mount}/`)) ?? CGROUP_ROOT;
-}

@@ -16,15 +16,16 @@
  */
 
 import { pathExists as exists } from "../../core/system.ts";
-
-const CGROUP_ROOT = "/sys/fs/cgroup";
+import {
+  CGROUP_ROOT,
+  cgroupHierarchyMounts,
+  removeCgroupDir,
+  removeCgroupTree,
+} from "../helpers/cgroups.ts";
 
 /** Mount points of the cgroup hierarchies to use: v1 pids and name=systemd, and v2. */
 export function cgroupHierarchies(): string[] {
-  const v1 = ["pids", "systemd"].map((h) => `${CGROUP_ROOT}/${h}`)
-    .filter((path) => exists(`${path}/tasks`));
-  const v2 = [`${CGROUP_ROOT}/unified`, CGROUP_ROOT]
-    .filter((path) => exists(`${path}/cgroup.controllers`)).slice(0, 1);
+  const { v1, v2 } = cgroupHierarchyMounts();
   return [...v1, ...v2];
 }
 
@@ -110,7 +111,7 @@ export class KubeletFiles {
     const entry = this.#pods.get(uid);
     if (!entry) return;
     this.#pods.delete(uid);
-    for (const dir of [...entry.dirs].reverse()) this.#removeCgroup(dir);
+    for (const dir of [...entry.dirs].reverse()) removeCgroupDir(dir);
     for (const path of entry.logs) {
       try {
         Deno.removeSync(path, { recursive: true });
@@ -123,7 +124,7 @@ export class KubeletFiles {
   /** Removes everything left, and the log directories this made. */
   close(): void {
     for (const uid of [...this.#pods.keys()]) this.removePod(uid);
-    for (const mount of this.#hierarchies) this.#removeTree(`${mount}${this.prefix}`);
+    for (const mount of this.#hierarchies) removeCgroupTree(`${mount}${this.prefix}`);
     for (const dir of this.#createdLogDirs) {
       try {
         Deno.removeSync(dir); // only if empty
@@ -131,32 +132,6 @@ export class KubeletFiles {
         // something else uses it now
       }
     }
-  }
-
-  #removeCgroup(dir: string): void {
-    if (!exists(dir)) return;
-    const mount = this.#hierarchies.find((m) => dir.startsWith(`${m}/`)) ?? CGROUP_ROOT;
-    try {
-      const procs = Deno.readTextFileSync(`${dir}/cgroup.procs`).split("\n").filter(Boolean);
-      for (const pid of procs) {
-        try {
-          Deno.writeTextFileSync(`${mount}/cgroup.procs`, `${pid}\n`);
-        } catch {
-          // exited meanwhile
-        }
-      }
-      Deno.removeSync(dir);
-    } catch {
-      // still busy: close() tries again
-    }
-  }
-
-  #removeTree(dir: string): void {
-    if (!exists(dir)) return;
-    for (const entry of Deno.readDirSync(dir)) {
-      if (entry.isDirectory) this.#removeTree(`${dir}/${entry.name}`);
-    }
-    this.#removeCgroup(dir);
   }
 
   /**
@@ -170,7 +145,7 @@ export class KubeletFiles {
         const match = /^kube-apiserver-(\d+)-\d+$/.exec(entry.name);
         if (!match || !entry.isDirectory || exists(`/proc/${match[1]}`)) continue;
         this.#podUids(`${mount}/${entry.name}`, uids);
-        this.#removeTree(`${mount}/${entry.name}`);
+        removeCgroupTree(`${mount}/${entry.name}`);
       }
     }
     if (uids.size === 0) return;
