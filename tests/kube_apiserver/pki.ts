@@ -49,21 +49,7 @@ export class Pki {
     const certFile = join(dir, "ca.crt");
     const keyFile = join(dir, "ca.key");
     await openssl([
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-      "-subj",
-      "/CN=fake-kubernetes-ca",
-      "-days",
-      "2",
+      ...newCertificate(keyFile, certFile, "/CN=fake-kubernetes-ca"),
       "-addext",
       "basicConstraints=critical,CA:TRUE",
       "-addext",
@@ -80,21 +66,7 @@ export class Pki {
     const certFile = join(this.dir, `${base}.crt`);
     const keyFile = join(this.dir, `${base}.key`);
     const args = [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-      "-subj",
-      subject,
-      "-days",
-      "2",
+      ...newCertificate(keyFile, certFile, subject),
       "-CA",
       this.ca.certFile,
       "-CAkey",
@@ -135,4 +107,25 @@ async function readPair(certFile: string, keyFile: string): Promise<CertPair> {
     certFile,
     keyFile,
   };
+}
+
+/** openssl req arguments for a new P-256 key and a 2-day certificate of `subject`. */
+function newCertificate(keyFile: string, certFile: string, subject: string): string[] {
+  return [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-subj",
+    subject,
+    "-days",
+    "2",
+  ];
 }

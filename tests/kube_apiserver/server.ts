@@ -987,20 +987,7 @@ export class ApiServer {
 
   #podLog(res: ServerResponse, url: URL, info: RequestInfo): void {
     const pod = this.#get("pods", info.namespace, info.name);
-    const names: string[] = (pod.spec?.containers ?? []).map((c: any) => c.name);
-    let container = url.searchParams.get("container") ?? "";
-    if (!container) {
-      if (names.length !== 1) {
-        throw badRequest(
-          `a container name must be specified for pod ${info.name}, choose one of: [${
-            names.join(" ")
-          }]`,
-        );
-      }
-      container = names[0];
-    } else if (!names.includes(container)) {
-      throw badRequest(`container ${container} is not valid for pod ${info.name}`);
-    }
+    const container = containerOf(pod, url, info.name);
     const status = (pod.status?.containerStatuses ?? []).find((s: any) => s.name === container);
     const waiting = status?.state?.waiting;
     const logs = this.kubelets.logs(info.namespace, info.name, container);
@@ -1094,20 +1081,7 @@ export class ApiServer {
         this.authorizer.check({ ...attrs, verb: "create" });
       }
       const pod = this.#get("pods", info.namespace, info.name);
-      const names: string[] = (pod.spec?.containers ?? []).map((c: any) => c.name);
-      let container = url.searchParams.get("container") ?? "";
-      if (!container) {
-        if (names.length !== 1) {
-          throw badRequest(
-            `a container name must be specified for pod ${info.name}, choose one of: [${
-              names.join(" ")
-            }]`,
-          );
-        }
-        container = names[0];
-      } else if (!names.includes(container)) {
-        throw badRequest(`container ${container} is not valid for pod ${info.name}`);
-      }
+      const container = containerOf(pod, url, info.name);
       if (!pod.spec?.nodeName) {
         throw badRequest(`pod ${info.name} does not have a host assigned`);
       }
@@ -1273,4 +1247,27 @@ export function toWatchEvent(
     case "DELETED":
       return matches(previous ?? current) ? { type: "DELETED", object: current } : undefined;
   }
+}
+
+/**
+ * The container a logs or exec request names (`?container=`), or the pod's
+ * only one; the apiserver's 400 otherwise.
+ */
+function containerOf(pod: any, url: URL, podName: string): string {
+  const names: string[] = (pod.spec?.containers ?? []).map((c: any) => c.name);
+  const container = url.searchParams.get("container") ?? "";
+  if (!container) {
+    if (names.length !== 1) {
+      throw badRequest(
+        `a container name must be specified for pod ${podName}, choose one of: [${
+          names.join(" ")
+        }]`,
+      );
+    }
+    return names[0];
+  }
+  if (!names.includes(container)) {
+    throw badRequest(`container ${container} is not valid for pod ${podName}`);
+  }
+  return container;
 }
