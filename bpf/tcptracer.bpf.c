@@ -244,8 +244,15 @@ static __always_inline void emit(struct sock *sk, __u8 type,
 	e->type = type;
 	/* inet_sport, not skc_num: a closing socket's port is released (skc_num
 	 * zeroed) before the tracepoint fires on recent kernels. It lies beyond
-	 * struct sock, where the verifier allows no direct read of a sock. */
-	e->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	 * struct sock: read directly through the tcp_sock the verifier gets from
+	 * bpf_skc_to_tcp_sock() (NULL only for a socket that is not TCP). */
+	if (btf) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+
+		e->sport = tp ? bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport) : 0;
+	} else {
+		e->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	}
 	if (btf || !read_tuple_at_once(sk, e)) {
 		family = KREAD(btf, sk, __sk_common.skc_family);
 		e->family = family;

@@ -15,6 +15,7 @@ import {
 import { OPERATIONS } from "../core/event.ts";
 import type { Endpoint, TraceEvent } from "../k8s/enrich.ts";
 import { UsageError } from "../core/errors.ts";
+import { LineBuffer, utf8 } from "./line_buffer.ts";
 
 /** Inspektor Gadget's JSON keys of `trace tcp`, in its order: every line starts with them. */
 export const SEED_JSON_KEYS: readonly string[] = [
@@ -37,64 +38,141 @@ export const SEED_JSON_KEYS: readonly string[] = [
 export interface Formatter {
   /** The header line, if the format has one. */
   header(): string | undefined;
+  /** Appends the line of an event, with its newline, to `out`. */
+  write(event: TraceEvent, out: LineBuffer): void;
   /** One line (without newline) for an event. */
   format(event: TraceEvent): string;
 }
+
+const decoder = new TextDecoder();
+
+/** {@link Formatter.format} through {@link Formatter.write}: one code path for both. */
+function lineOf(formatter: Formatter, scratch: LineBuffer, event: TraceEvent): string {
+  scratch.clear();
+  formatter.write(event, scratch);
+  return decoder.decode(scratch.data.subarray(0, scratch.length - 1));
+}
+
+// Padded texts kept per column before it starts over: bounds memory.
+const KNOWN_VALUES_LIMIT = 1024;
 
 /** A table with fixed minimum column widths. */
 export class TableFormatter implements Formatter {
   readonly #columns: readonly Column[];
   readonly #widths: number[];
-  // Per column, the last raw value and its padded text: most values repeat
-  // from one line to the next (node, pod, command, addresses).
+  // Per column, the value on the last line.
   readonly #lastValue: (string | number | undefined)[];
-  readonly #lastText: string[];
+  // Per column, padded bytes of recent text values (T alternates: C, A, X).
+  readonly #known: Map<string | number, Uint8Array>[];
+  // The last line, where columns whose values did not change are copied
+  // from: one copy for a run of them. Its start in #out (while #out has not
+  // been cleared since), and the offset of each column in it, plus its end.
+  #out: LineBuffer | undefined;
+  #clears = -1;
+  #lineStart = -1;
+  #offsets: number[];
+  #nextOffsets: number[];
+  readonly #scratch = new LineBuffer(1024);
 
   constructor(columns: readonly Column[] = DEFAULT_COLUMNS) {
     this.#columns = columns;
     this.#widths = columns.map((c) => Math.max(c.width, c.header.length));
     this.#lastValue = columns.map(() => undefined);
-    this.#lastText = columns.map(() => "");
+    this.#known = columns.map(() => new Map());
+    this.#offsets = new Array(columns.length + 1).fill(0);
+    this.#nextOffsets = new Array(columns.length + 1).fill(0);
   }
 
   header(): string {
     const last = this.#columns.length - 1;
-    return this.#columns.map((c, i) => i === last ? c.header : this.#pad(i, c.header)).join("");
+    return this.#columns.map((c, i) =>
+      i === last ? c.header : c.header.padEnd(this.#widths[i] + 1, " ")
+    ).join("");
+  }
+
+  write(event: TraceEvent, out: LineBuffer): void {
+    const columns = this.#columns;
+    const widths = this.#widths;
+    const lastValue = this.#lastValue;
+    const previous = this.#offsets;
+    const offsets = this.#nextOffsets;
+    const last = columns.length - 1;
+    const repeatable = out === this.#out && out.clears === this.#clears;
+    const start = out.length;
+    let run = -1;
+    for (let i = 0; i <= last; i++) {
+      const value = columns[i].value(event);
+      if (value === lastValue[i] && repeatable) {
+        if (run < 0) run = i;
+        continue;
+      }
+      if (run >= 0) {
+        this.#repeat(out, start, run, i);
+        run = -1;
+      }
+      offsets[i] = out.length - start;
+      if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) {
+        // Numbers change from line to line (ports): written, not cached.
+        const digits = out.uint(value);
+        if (digits > widths[i]) this.#widen(i, digits);
+        if (i < last) out.spaces(widths[i] + 1 - digits);
+      } else {
+        out.bytes(this.#padded(i, value, i === last));
+      }
+      lastValue[i] = value;
+    }
+    if (run >= 0) this.#repeat(out, start, run, last + 1);
+    offsets[last + 1] = out.length - start;
+    out.newline();
+    this.#offsets = offsets;
+    this.#nextOffsets = previous;
+    this.#out = out;
+    this.#clears = out.clears;
+    this.#lineStart = start;
   }
 
   format(event: TraceEvent): string {
-    const columns = this.#columns;
-    const last = columns.length - 1;
-    let line = "";
-    for (let i = 0; i < last; i++) {
-      const value = columns[i].value(event);
-      if (value === this.#lastValue[i]) {
-        line += this.#lastText[i];
-        continue;
-      }
-      const text = this.#pad(i, String(value));
-      this.#lastValue[i] = value;
-      this.#lastText[i] = text;
-      line += text;
+    return lineOf(this, this.#scratch, event);
+  }
+
+  // Copies columns [from, to) of the last line to the end of this one.
+  #repeat(out: LineBuffer, start: number, from: number, to: number): void {
+    const previous = this.#offsets;
+    const offsets = this.#nextOffsets;
+    const shift = out.length - start - previous[from];
+    for (let i = from; i < to; i++) offsets[i] = previous[i] + shift;
+    out.repeat(this.#lineStart + previous[from], previous[to] - previous[from]);
+  }
+
+  #padded(column: number, value: string | number, last: boolean): Uint8Array {
+    const known = this.#known[column];
+    let bytes = known.get(value);
+    if (bytes === undefined) {
+      const text = String(value);
+      if (text.length > this.#widths[column]) this.#widen(column, text.length);
+      bytes = utf8(last ? text : text.padEnd(this.#widths[column] + 1, " "));
+      if (known.size >= KNOWN_VALUES_LIMIT) known.clear();
+      known.set(value, bytes);
     }
-    const text = String(columns[last].value(event));
-    if (text.length > this.#widths[last]) this.#widths[last] = text.length;
-    return line + text;
+    return bytes;
   }
 
   // A value longer than its column widens the column for this and every
   // later line: nothing (an IPv6 address, a pod name) is ever cut.
-  #pad(column: number, text: string): string {
-    if (text.length > this.#widths[column]) {
-      this.#widths[column] = text.length;
-      this.#lastValue[column] = undefined;
-    }
-    const padding = this.#widths[column] + 1 - text.length;
-    return text + (padding <= SPACES.length ? SPACES.slice(0, padding) : " ".repeat(padding));
+  #widen(column: number, width: number): void {
+    this.#widths[column] = width;
+    this.#known[column].clear();
   }
 }
 
-const SPACES = " ".repeat(64);
+const OPERATION_LITERALS = Object.fromEntries(
+  Object.entries(OPERATIONS).map((
+    [type, operation],
+  ) => [type, utf8(`,"operation":"${operation}","tid":`)]),
+) as Record<TraceEvent["type"], Uint8Array>;
+const DPORT = utf8(`,"dport":`);
+const TIMESTAMP_END = utf8(`Z"`);
+const OBJECT_END = utf8("}\n");
 
 /**
  * One JSON object per line. Keys and order of Inspektor Gadget's `trace
@@ -102,23 +180,37 @@ const SPACES = " ".repeat(64);
  * poduid, timestamp and, for a failed connect, error. Like Go's encoder (and so like the seed
  * document), `<`, `>` and `&` in strings are written as \u escapes.
  *
- * Written with a template rather than JSON.stringify, with the parts that
- * repeat from one event to the next cached: this runs for every event, at
- * hundreds of thousands per second.
+ * Written as bytes from cached pieces rather than with JSON.stringify:
+ * this runs for every event, at hundreds of thousands per second, and the
+ * strings of an event (node, pod, command, addresses) mostly repeat.
  */
 export class JsonFormatter implements Formatter {
-  readonly #pretty: boolean;
+  #pretty: boolean;
+  readonly #scratch = new LineBuffer(1024);
+  // `{"type":"normal","node":…,"daddr":"…","sport":`: what stays the same
+  // for the events of one process and address pair.
   #node: string | undefined;
   #namespace: string | undefined;
   #pod: string | undefined;
   #container: string | undefined;
-  #head = "";
+  #pid = -1;
   #comm: string | undefined;
-  #commLiteral = "";
-  // null: nothing cached yet (undefined is a value events have).
+  #ipversion = 0;
+  #saddr: string | undefined;
+  #daddr: string | undefined;
+  #head: Uint8Array = new Uint8Array(0);
+  // `,"uid":…,"poduid":…,"timestamp":"`; containerId null: nothing cached
+  // yet (undefined is a value events have).
+  #uid = -1;
+  #gid = -1;
+  #mntns = -1;
+  #netns = -1;
   #containerId: string | undefined | null = null;
-  #podUid: string | undefined | null = null;
-  #idsLiteral = "";
+  #podUid: string | undefined;
+  #tail: Uint8Array = new Uint8Array(0);
+  // `2023-11-14T22:13:20.` of the last second seen.
+  #second = -1;
+  #secondBytes: Uint8Array = new Uint8Array(0);
 
   constructor(options: { pretty?: boolean } = {}) {
     this.#pretty = options.pretty ?? false;
@@ -128,42 +220,96 @@ export class JsonFormatter implements Formatter {
     return undefined;
   }
 
-  format(event: TraceEvent): string {
+  write(event: TraceEvent, out: LineBuffer): void {
+    if (this.#pretty) {
+      out.text(this.format(event));
+      out.newline();
+      return;
+    }
     if (
+      event.pid !== this.#pid || event.comm !== this.#comm || event.saddr !== this.#saddr ||
+      event.daddr !== this.#daddr || event.ipversion !== this.#ipversion ||
       event.node !== this.#node || event.namespace !== this.#namespace ||
       event.pod !== this.#pod || event.container !== this.#container
     ) {
-      this.#node = event.node;
-      this.#namespace = event.namespace;
-      this.#pod = event.pod;
-      this.#container = event.container;
-      this.#head = `{"type":"normal","node":${jsonString(event.node)},"namespace":${
+      this.#cacheHead(event);
+    }
+    if (
+      event.mntns !== this.#mntns || event.netns !== this.#netns || event.uid !== this.#uid ||
+      event.gid !== this.#gid || event.containerId !== this.#containerId ||
+      event.podUid !== this.#podUid
+    ) {
+      this.#cacheTail(event);
+    }
+    if (event.timeSec !== this.#second) {
+      this.#second = event.timeSec;
+      this.#secondBytes = utf8(formatTimestamp(event.timeSec, 0).slice(0, -10));
+    }
+    out.bytes(this.#head);
+    out.uint(event.sport);
+    out.bytes(DPORT);
+    out.uint(event.dport);
+    out.bytes(OPERATION_LITERALS[event.type]);
+    out.uint(event.tid);
+    out.bytes(this.#tail);
+    out.bytes(this.#secondBytes);
+    out.zeroPadded(event.timeNsec, 9);
+    out.bytes(TIMESTAMP_END);
+    if (event.srcEndpoint || event.dstEndpoint || event.error) {
+      out.text(
+        `${event.srcEndpoint ? `,"srcendpoint":${endpointJson(event.srcEndpoint)}` : ""}${
+          event.dstEndpoint ? `,"dstendpoint":${endpointJson(event.dstEndpoint)}` : ""
+        }${event.error ? `,"error":"${event.error}"` : ""}`,
+      );
+    }
+    out.bytes(OBJECT_END);
+  }
+
+  #cacheHead(event: TraceEvent): void {
+    this.#node = event.node;
+    this.#namespace = event.namespace;
+    this.#pod = event.pod;
+    this.#container = event.container;
+    this.#pid = event.pid;
+    this.#comm = event.comm;
+    this.#ipversion = event.ipversion;
+    this.#saddr = event.saddr;
+    this.#daddr = event.daddr;
+    // Addresses and numbers never need escaping.
+    this.#head = utf8(
+      `{"type":"normal","node":${jsonString(event.node)},"namespace":${
         jsonString(event.namespace || NONE)
       },"pod":${jsonString(event.pod || NONE)},"container":${
         jsonString(event.container || NONE)
-      },"pid":`;
+      },"pid":${event.pid},"comm":${
+        jsonString(event.comm)
+      },"ipversion":${event.ipversion},"saddr":"${event.saddr}","daddr":"${event.daddr}","sport":`,
+    );
+  }
+
+  #cacheTail(event: TraceEvent): void {
+    this.#uid = event.uid;
+    this.#gid = event.gid;
+    this.#mntns = event.mntns;
+    this.#netns = event.netns;
+    this.#containerId = event.containerId;
+    this.#podUid = event.podUid;
+    this.#tail = utf8(
+      `,"uid":${event.uid},"gid":${event.gid},"mntns":${event.mntns},"netns":${event.netns},"containerid":${
+        jsonString(event.containerId ?? "")
+      },"poduid":${jsonString(event.podUid ?? "")},"timestamp":"`,
+    );
+  }
+
+  format(event: TraceEvent): string {
+    if (!this.#pretty) return lineOf(this, this.#scratch, event);
+    this.#pretty = false;
+    let line: string;
+    try {
+      line = lineOf(this, this.#scratch, event);
+    } finally {
+      this.#pretty = true;
     }
-    if (event.containerId !== this.#containerId || event.podUid !== this.#podUid) {
-      this.#containerId = event.containerId;
-      this.#podUid = event.podUid;
-      this.#idsLiteral = `,"containerid":${jsonString(event.containerId ?? "")},"poduid":${
-        jsonString(event.podUid ?? "")
-      }`;
-    }
-    if (event.comm !== this.#comm) {
-      this.#comm = event.comm;
-      this.#commLiteral = jsonString(event.comm);
-    }
-    // Addresses, numbers, the operation and errno names never need escaping.
-    const line =
-      `${this.#head}${event.pid},"comm":${this.#commLiteral},"ipversion":${event.ipversion},"saddr":"${event.saddr}","daddr":"${event.daddr}","sport":${event.sport},"dport":${event.dport},"operation":"${
-        OPERATIONS[event.type]
-      }","tid":${event.tid},"uid":${event.uid},"gid":${event.gid},"mntns":${event.mntns},"netns":${event.netns}${this.#idsLiteral},"timestamp":"${
-        formatTimestamp(event.timeSec, event.timeNsec)
-      }"${event.srcEndpoint ? `,"srcendpoint":${endpointJson(event.srcEndpoint)}` : ""}${
-        event.dstEndpoint ? `,"dstendpoint":${endpointJson(event.dstEndpoint)}` : ""
-      }${event.error ? `,"error":"${event.error}"` : ""}}`;
-    if (!this.#pretty) return line;
     return JSON.stringify(JSON.parse(line), null, 2).replace(/[<>&]/g, escapeChar);
   }
 }

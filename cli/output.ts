@@ -5,9 +5,16 @@
  * @module
  */
 
-import { openLibc } from "../core/libc.ts";
+import { errno, openLibc, strerror } from "../core/libc.ts";
+import { TcpgadgetError } from "../core/errors.ts";
+import { LineBuffer } from "./line_buffer.ts";
 
+const STDOUT = 1;
+const POLLOUT = 0x4;
 const POLLERR = 0x8;
+const EINTR = 4;
+const EAGAIN = 11;
+const EPIPE = 32;
 const POLLHUP = 0x10;
 
 /** Where bytes go; `Deno.stdout` fits. */
@@ -18,12 +25,9 @@ export interface SyncWriter {
 /** Collects lines and writes them in large chunks. */
 export class LineOutput {
   readonly #writer: SyncWriter;
-  readonly #encoder = new TextEncoder();
   readonly #flushAt: number;
-  // Lines are appended to one string and encoded in one call per flush:
-  // per-line encoding costs several times more at high event rates.
-  #pending = "";
-  #buffer = new Uint8Array(256 * 1024);
+  /** Where formatters write lines; {@link flushIfFull} after each line. */
+  readonly buffer = new LineBuffer();
   #closed = false;
   readonly #fd: number | undefined;
 
@@ -31,7 +35,7 @@ export class LineOutput {
    * @param writer where to write
    * @param options `fd`: the descriptor behind `writer`, watched for the
    * reader going away while nothing is written; `flushAt`: buffered
-   * characters that trigger a write
+   * bytes that trigger a write
    */
   constructor(
     writer: SyncWriter = Deno.stdout,
@@ -50,26 +54,31 @@ export class LineOutput {
   /** Queues a line (a newline is added). */
   line(text: string): void {
     if (this.#closed) return;
-    this.#pending += `${text}\n`;
-    if (this.#pending.length >= this.#flushAt) this.flush();
+    this.buffer.text(text);
+    this.buffer.newline();
+    this.flushIfFull();
+  }
+
+  /** Writes what is queued once it is a chunk worth a system call. */
+  flushIfFull(): void {
+    if (this.buffer.length >= this.#flushAt) this.flush();
   }
 
   /** Writes everything queued. Returns false if the reader has gone. */
   flush(): boolean {
-    if (this.#closed) return false;
-    const text = this.#pending;
-    if (text.length === 0) return true;
-    this.#pending = "";
-    // UTF-8 needs at most 3 bytes per UTF-16 unit.
-    if (text.length * 3 > this.#buffer.length) this.#buffer = new Uint8Array(text.length * 3);
-    // Flattening the concatenated string first makes encodeInto much faster.
-    text.charCodeAt(0);
-    const { written } = this.#encoder.encodeInto(text, this.#buffer);
+    const buffer = this.buffer;
+    if (this.#closed) {
+      buffer.clear();
+      return false;
+    }
+    if (buffer.length === 0) return true;
+    const data = buffer.data;
+    const end = buffer.length;
+    buffer.clear();
+    if (this.#writer === Deno.stdout) return this.#writeStdout(data, end);
     try {
       let offset = 0;
-      while (offset < written) {
-        offset += this.#writer.writeSync(this.#buffer.subarray(offset, written));
-      }
+      while (offset < end) offset += this.#writer.writeSync(data.subarray(offset, end));
     } catch (error) {
       if (error instanceof Deno.errors.BrokenPipe) {
         this.#closed = true;
@@ -80,6 +89,44 @@ export class LineOutput {
     return true;
   }
 
+  // write(2) straight from the buffer: Deno.stdout.writeSync copies it
+  // first, which costs as much as the rest of writing a chunk.
+  #writeStdout(data: Uint8Array, end: number): boolean {
+    const libc = openLibc();
+    let offset = 0;
+    while (offset < end) {
+      const chunk = offset === 0 ? data : data.subarray(offset);
+      const written = Number(libc.write(STDOUT, chunk, BigInt(end - offset)));
+      if (written >= 0) {
+        offset += written;
+        continue;
+      }
+      const error = errno();
+      if (error === EINTR) continue;
+      if (error === EAGAIN) {
+        // stdout was left non-blocking (by a shell or a parent): wait.
+        this.#poll(POLLOUT, -1);
+        continue;
+      }
+      if (error === EPIPE) {
+        this.#closed = true;
+        return false;
+      }
+      throw new TcpgadgetError(`cannot write to stdout: ${strerror(error)}`);
+    }
+    return true;
+  }
+
+  // poll() of the output descriptor; returns revents.
+  #poll(events: number, timeoutMs: number): number {
+    const pollfd = new Uint8Array(8);
+    const view = new DataView(pollfd.buffer);
+    view.setInt32(0, this.#fd ?? STDOUT, true);
+    view.setInt16(4, events, true);
+    if (openLibc().poll(pollfd, 1n, timeoutMs) <= 0) return 0;
+    return view.getInt16(6, true);
+  }
+
   /**
    * Whether the reader has gone (closed pipe or socket, hung-up terminal),
    * checked without writing: a quiet tracer piped into `head` must still
@@ -88,13 +135,8 @@ export class LineOutput {
   readerGone(): boolean {
     if (this.#closed) return true;
     if (this.#fd === undefined) return false;
-    // struct pollfd { int fd; short events; short revents; }: errors are
-    // always reported, whatever events asks for.
-    const pollfd = new Uint8Array(8);
-    new DataView(pollfd.buffer).setInt32(0, this.#fd, true);
-    if (openLibc().poll(pollfd, 1n, 0) <= 0) return false;
-    const revents = new DataView(pollfd.buffer).getInt16(6, true);
-    if (revents & (POLLERR | POLLHUP)) this.#closed = true;
+    // Errors are always reported, whatever events asks for.
+    if (this.#poll(0, 0) & (POLLERR | POLLHUP)) this.#closed = true;
     return this.#closed;
   }
 }

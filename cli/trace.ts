@@ -40,7 +40,7 @@ export const DEFAULT_IO: TraceIo = {
 export const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 // While events flow, how long to let them gather between reads.
-const BATCH_MS = 2;
+const BATCH_MS = 10;
 
 /** The tracer options that `trace tcp` flags ask for. */
 export function tracerOptions(flags: TraceFlags, io: TraceIo = DEFAULT_IO): TracerOptions {
@@ -154,14 +154,18 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     const handle = (event: TcpEvent) => {
       const enriched = enricher.enrich(event);
       if (!filtering || matchesFilter(enriched, filter, labelsOf)) {
-        output.line(formatter.format(enriched));
+        formatter.write(enriched, output.buffer);
+        output.flushIfFull();
       }
     };
     let lastLostCheck = performance.now();
     let running = true;
     while (running && !output.closed) {
-      const read = tracer.drain(handle);
-      if (!output.flush() || output.readerGone()) break;
+      // Events are formatted before the next record is decoded.
+      const read = tracer.drain(handle, { reuse: true });
+      // A write tells that the reader is gone; with nothing to write, ask.
+      const writing = output.buffer.length > 0;
+      if (!output.flush() || (!writing && output.readerGone())) break;
       if (performance.now() - lastLostCheck >= 1000) {
         tracer.reportLost();
         lastLostCheck = performance.now();
@@ -177,7 +181,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     }
     // Events that happened before the stop still count.
     if (!output.closed) {
-      tracer.drain(handle);
+      tracer.drain(handle, { reuse: true });
       output.flush();
     }
   } finally {

@@ -115,7 +115,7 @@ export class EventDecoder {
    * event.type; // "C"
    * ```
    */
-  decode(view: DataView, offset: number): TcpEvent {
+  decode(view: DataView, offset: number, into?: TcpEvent): TcpEvent {
     const L = EVENT_LAYOUT;
     if (view !== this.#view) {
       this.#view = view;
@@ -149,26 +149,60 @@ export class EventDecoder {
     if (high !== this.#high) this.#setBase(high);
     // Exact: below 2^53.
     const nsec = this.#baseNsec + view.getUint32(offset + L.timestamp_ns, true);
+    const type = TYPE_CODES[view.getUint8(offset + L.type)] ?? "U";
+    const timeSec = this.#baseSec + Math.floor(nsec / 1_000_000_000);
+    const timeNsec = nsec % 1_000_000_000;
+    const tid = view.getUint32(offset + L.tid, true);
+    const uid = view.getUint32(offset + L.uid, true);
+    const gid = view.getUint32(offset + L.gid, true);
+    const comm = this.#comm(view, bytes, offset + L.comm, pid);
+    const mntns = view.getUint32(offset + L.mntns_id, true);
+    const netns = view.getUint32(offset + L.netns_id, true);
+    const cgroupId = view.getUint32(offset + L.cgroup_id, true) +
+      view.getUint32(offset + L.cgroup_id + 4, true) * 0x1_0000_0000;
+    const sport = view.getUint16(offset + L.sport, true);
+    const dport = view.getUint16(offset + L.dport, true);
+    const error = errorCode ? errnoName(errorCode) : undefined;
+    if (into) {
+      // Overwritten in place: no allocation per event (see TcpTracer.drain).
+      into.type = type;
+      into.timeSec = timeSec;
+      into.timeNsec = timeNsec;
+      into.pid = pid;
+      into.tid = tid;
+      into.uid = uid;
+      into.gid = gid;
+      into.comm = comm;
+      into.mntns = mntns;
+      into.netns = netns;
+      into.cgroupId = cgroupId;
+      into.ipversion = ipversion;
+      into.saddr = saddr;
+      into.sport = sport;
+      into.daddr = daddr;
+      into.dport = dport;
+      into.error = error;
+      return into;
+    }
     const event: TcpEvent = {
-      type: TYPE_CODES[view.getUint8(offset + L.type)] ?? "U",
-      timeSec: this.#baseSec + Math.floor(nsec / 1_000_000_000),
-      timeNsec: nsec % 1_000_000_000,
+      type,
+      timeSec,
+      timeNsec,
       pid,
-      tid: view.getUint32(offset + L.tid, true),
-      uid: view.getUint32(offset + L.uid, true),
-      gid: view.getUint32(offset + L.gid, true),
-      comm: this.#comm(view, bytes, offset + L.comm, pid),
-      mntns: view.getUint32(offset + L.mntns_id, true),
-      netns: view.getUint32(offset + L.netns_id, true),
-      cgroupId: view.getUint32(offset + L.cgroup_id, true) +
-        view.getUint32(offset + L.cgroup_id + 4, true) * 0x1_0000_0000,
+      tid,
+      uid,
+      gid,
+      comm,
+      mntns,
+      netns,
+      cgroupId,
       ipversion,
       saddr,
-      sport: view.getUint16(offset + L.sport, true),
+      sport,
       daddr,
-      dport: view.getUint16(offset + L.dport, true),
+      dport,
     };
-    if (errorCode) event.error = errnoName(errorCode);
+    if (error) event.error = error;
     return event;
   }
 

@@ -132,6 +132,8 @@ export class TcpTracer {
   readonly #links: BpfLink[];
   readonly #reader: RingBufferReader;
   readonly #decoder: EventDecoder;
+  // The event that drain({ reuse: true }) overwrites.
+  readonly #shared: TcpEvent = emptyEvent();
   readonly #lostMap: BpfMap;
   readonly #mntnsMap: BpfMap;
   readonly #lostValue: Uint8Array;
@@ -226,9 +228,17 @@ export class TcpTracer {
   /**
    * Reads every queued event and hands each to `handler`. Returns how many
    * were read; 0 means the queue was empty.
+   *
+   * With `reuse`, every call of `handler` gets the same object, overwritten
+   * by each record: no allocation per event, for handlers that keep nothing
+   * of it once they return (copy what you keep).
    */
-  drain(handler: (event: TcpEvent) => void): number {
+  drain(handler: (event: TcpEvent) => void, options: { reuse?: boolean } = {}): number {
     const decoder = this.#decoder;
+    if (options.reuse) {
+      const event = this.#shared;
+      return this.#reader.consume((view, offset) => handler(decoder.decode(view, offset, event)));
+    }
     return this.#reader.consume((view, offset) => handler(decoder.decode(view, offset)));
   }
 
@@ -386,4 +396,26 @@ function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions)
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function emptyEvent(): TcpEvent {
+  return {
+    type: "U",
+    timeSec: 0,
+    timeNsec: 0,
+    pid: 0,
+    tid: 0,
+    uid: 0,
+    gid: 0,
+    comm: "",
+    mntns: 0,
+    netns: 0,
+    cgroupId: 0,
+    ipversion: 4,
+    saddr: "",
+    sport: 0,
+    daddr: "",
+    dport: 0,
+    error: undefined,
+  };
 }

@@ -452,10 +452,12 @@ class ClusterRun {
     // -A: every pod, but host processes only with --host.
     if (this.flags.allNamespaces && !event.pod && !this.flags.host) return;
     if (!matchesFilter(event, this.filter, () => pod?.labels)) return;
-    const text = this.formatter.format(event);
     if (this.#early) {
-      if (this.#early.length < EARLY_EVENTS_LIMIT) this.#early.push(text);
-    } else this.output.line(text);
+      if (this.#early.length < EARLY_EVENTS_LIMIT) this.#early.push(this.formatter.format(event));
+    } else {
+      this.formatter.write(event, this.output.buffer);
+      this.output.flushIfFull();
+    }
   }
 }
 

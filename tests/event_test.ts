@@ -203,3 +203,43 @@ Deno.test("formatIPv6: compression rules of RFC 5952", () => {
     "fe80::abcd:ef:12:3400",
   );
 });
+
+Deno.test("decode into a reused event: every field overwritten, error cleared", () => {
+  const decoder = new EventDecoder(0n);
+  const records = [
+    encode({
+      type: 1,
+      family: 2,
+      saddr: [10, 0, 0, 1],
+      daddr: [10, 0, 0, 2],
+      sport: 1,
+      dport: 80,
+      error: 111,
+    }),
+    encode({
+      type: 3,
+      family: 10,
+      saddr: mapped(1, 2, 3, 4),
+      daddr: mapped(5, 6, 7, 8),
+      sport: 2,
+      dport: 3,
+      comm: "curl",
+    }),
+    encode({
+      type: 2,
+      family: 2,
+      saddr: [127, 0, 0, 1],
+      daddr: [127, 0, 0, 1],
+      sport: 4,
+      dport: 5,
+      timestamp: 7_000_000_001n,
+    }),
+  ];
+  const shared = decoder.decode(records[0], 16);
+  for (const record of [...records, ...records]) {
+    const fresh = new EventDecoder(0n).decode(record, 16);
+    const reused = decoder.decode(record, 16, shared);
+    assertEquals(reused === shared, true);
+    assertEquals({ ...reused, error: reused.error ?? undefined }, { ...fresh, error: fresh.error });
+  }
+});

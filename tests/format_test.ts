@@ -1,7 +1,8 @@
 /** Output formats against the seed document's examples, without privileges. */
 
-import { formatterFor, JsonFormatter, TableFormatter } from "../cli/format.ts";
-import { parseCustomColumns } from "../cli/columns.ts";
+import { type Formatter, formatterFor, JsonFormatter, TableFormatter } from "../cli/format.ts";
+import { COLUMNS, DEFAULT_COLUMNS, parseCustomColumns } from "../cli/columns.ts";
+import { LineBuffer } from "../cli/line_buffer.ts";
 import type { TraceEvent } from "../k8s/enrich.ts";
 import { UsageError } from "../core/errors.ts";
 import { assertEquals, assertThrows } from "./helpers/assert.ts";
@@ -145,4 +146,128 @@ Deno.test("json: endpoints as objects, then error", () => {
     line.slice(line.indexOf(',"dstendpoint"')),
     ',"dstendpoint":{"kind":"svc","namespace":"default","name":"web"},"error":"ECONNREFUSED"}',
   );
+});
+
+// A stream of events whose fields change in every combination the
+// formatters cache: same process or another, long values that widen a
+// column, escapes, multi-byte text, seconds that roll over.
+function eventStream(count: number): TraceEvent[] {
+  let seed = 12345;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const comms = ["tg-churn", "wget", "<script>&", "nöde-ü€", 'a"b\\c'];
+  const addresses = ["127.0.0.1", "10.0.0.2", "fd00:1234:5678:9abc:def0:1234:5678:9abc", "::1"];
+  const pods = [["", "", ""], ["default", "web-7d9f", "nginx"], [
+    "kube-system",
+    "coredns-abc",
+    "coredns",
+  ]];
+  const events: TraceEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    const sameAsLast = i > 0 && random(3) > 0;
+    const last = events[i - 1];
+    const [namespace, pod, container] = pods[random(pods.length)];
+    const event: TraceEvent = sameAsLast ? { ...last } : {
+      ...WGET,
+      pid: [1, 4242, 65535, 4_194_304][random(4)],
+      comm: comms[random(comms.length)],
+      mntns: [4026531840, 4026532470, 7][random(3)],
+      uid: random(2) * 1000,
+      namespace,
+      pod,
+      container,
+      containerId: pod ? "c".repeat(64) : "",
+      podUid: pod ? "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0" : "",
+    };
+    event.type = (["C", "A", "X", "U"] as const)[random(4)];
+    event.tid = event.pid + random(3);
+    event.saddr = addresses[random(addresses.length)];
+    event.daddr = addresses[random(addresses.length)];
+    event.ipversion = event.saddr.includes(":") ? 6 : 4;
+    event.sport = random(65536);
+    event.dport = [80, 443, 40000][random(3)];
+    event.timeSec = 1_764_030_000 + Math.floor(i / 7);
+    event.timeNsec = random(1_000_000_000);
+    event.error = event.type === "C" && random(5) === 0 ? "ECONNREFUSED" : undefined;
+    event.srcEndpoint = random(6) === 0
+      ? { kind: "pod", namespace: "default", name: "web-<1>" }
+      : undefined;
+    event.dstEndpoint = random(6) === 0
+      ? { kind: "svc", namespace: "default", name: "db" }
+      : undefined;
+    if (event.error === undefined) delete event.error;
+    events.push(event);
+  }
+  return events;
+}
+
+/** Lines written into one buffer, cleared (as a flush does) at random points. */
+function writeStream(formatter: Formatter, events: TraceEvent[]): string[] {
+  const out = new LineBuffer(64);
+  const lines: string[] = [];
+  for (const [i, event] of events.entries()) {
+    formatter.write(event, out);
+    if (i % 5 === 3 || i % 11 === 0) {
+      lines.push(...new TextDecoder().decode(out.view()).split("\n").slice(0, -1));
+      out.clear();
+    }
+  }
+  lines.push(...new TextDecoder().decode(out.view()).split("\n").slice(0, -1));
+  return lines;
+}
+
+Deno.test("columns written as bytes: every line as plain padding would make it", () => {
+  const events = eventStream(600);
+  for (const columns of [DEFAULT_COLUMNS, COLUMNS, parseCustomColumns("sport,comm,t,pid")]) {
+    const widths = columns.map((c) => Math.max(c.width, c.header.length));
+    const expected = events.map((event) =>
+      columns.map((column, i) => {
+        const value = String(column.value(event));
+        widths[i] = Math.max(widths[i], value.length);
+        return i === columns.length - 1 ? value : value.padEnd(widths[i] + 1, " ");
+      }).join("")
+    );
+    assertEquals(writeStream(new TableFormatter(columns), events), expected);
+  }
+});
+
+Deno.test("json written as bytes: every line is JSON.stringify's, key order and escapes", () => {
+  const events = eventStream(600);
+  const expected = events.map((e) => {
+    const none = (value: string) => value || "<>";
+    const object: Record<string, unknown> = {
+      type: "normal",
+      node: e.node,
+      namespace: none(e.namespace),
+      pod: none(e.pod),
+      container: none(e.container),
+      pid: e.pid,
+      comm: e.comm,
+      ipversion: e.ipversion,
+      saddr: e.saddr,
+      daddr: e.daddr,
+      sport: e.sport,
+      dport: e.dport,
+      operation: { C: "connect", A: "accept", X: "close", U: "unknown" }[e.type],
+      tid: e.tid,
+      uid: e.uid,
+      gid: e.gid,
+      mntns: e.mntns,
+      netns: e.netns,
+      containerid: e.containerId ?? "",
+      poduid: e.podUid ?? "",
+      timestamp: new Date(e.timeSec * 1000).toISOString().slice(0, 19) + "." +
+        String(e.timeNsec).padStart(9, "0") + "Z",
+    };
+    if (e.srcEndpoint) object.srcendpoint = e.srcEndpoint;
+    if (e.dstEndpoint) object.dstendpoint = e.dstEndpoint;
+    if (e.error) object.error = e.error;
+    return JSON.stringify(object).replace(/[<>&]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`);
+  });
+  const formatter = new JsonFormatter();
+  assertEquals(writeStream(formatter, events), expected);
+  // format() goes through the same bytes.
+  assertEquals(events.slice(0, 50).map((event) => formatter.format(event)), expected.slice(0, 50));
 });
