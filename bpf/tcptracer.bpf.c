@@ -172,13 +172,23 @@ static __always_inline bool owner_allowed(const struct owner *o)
 	return true;
 }
 
-/* Wake the reader only once enough data is queued; it also polls on a
- * timer, so a quiet system still sees its few events promptly. */
+/* A wakeup is an interrupt (irq_work) on this CPU: costly at hundreds of
+ * thousands of events a second. */
+#define WAKEUP_WINDOW 1024
+
+/* Wake the reader as the queue grows past config.wakeup_bytes, not for
+ * every record after that (a busy reader reads on its own timer); it also
+ * polls on a timer, so a quiet system still sees its few events promptly.
+ * The window, not one exact size: records of other CPUs may land between
+ * this one's reservation and the query. */
 static __always_inline long wakeup_flags(void)
 {
+	__u64 queued;
+
 	if (!config.wakeup_bytes)
 		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= config.wakeup_bytes)
+	queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (queued >= config.wakeup_bytes && queued < config.wakeup_bytes + WAKEUP_WINDOW)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }

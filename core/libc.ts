@@ -44,6 +44,14 @@ const symbols = {
     result: "i32",
     nonblocking: true,
   },
+  fcntl: {
+    parameters: [
+      "i32", // int fd
+      "i32", // int cmd
+      "i32", // int arg (the commands used here take an int)
+    ],
+    result: "i32",
+  },
   eventfd: {
     parameters: [
       "u32", // unsigned int initval

@@ -63,8 +63,9 @@ export interface TracerOptions {
   /** Ring buffer size in bytes, a power of two (default 4 MiB). */
   ringBufferBytes?: number;
   /**
-   * The kernel wakes the reader once this many bytes are queued (default
-   * 256 KiB); the reader also polls every {@link pollIntervalMs}.
+   * The kernel wakes the reader once this many bytes are queued (default: a
+   * quarter of the ring buffer); the reader also polls every
+   * {@link pollIntervalMs}.
    */
   wakeupBytes?: number;
   /** Longest delay before a queued event is read (default 100 ms). */
@@ -97,7 +98,11 @@ export function encodeConfig(options: TracerOptions): Uint8Array {
   const view = new DataView(bytes.buffer);
   view.setUint32(L.filter_pid, options.pid ?? 0, true);
   view.setUint32(L.kinds, kindsMask(options.kinds), true);
-  view.setBigUint64(L.wakeup_bytes, BigInt(options.wakeupBytes ?? 256 * 1024), true);
+  // A quarter of the ring: a reader asleep in poll() is woken with three
+  // quarters still free, while a busy one, reading every few milliseconds,
+  // is never interrupted.
+  const ringBytes = options.ringBufferBytes ?? 4 * 1024 * 1024;
+  view.setBigUint64(L.wakeup_bytes, BigInt(options.wakeupBytes ?? ringBytes / 4), true);
   if (options.comm !== undefined) {
     view.setUint8(L.filter_comm_enabled, 1);
     // The kernel keeps 15 bytes of a command name.

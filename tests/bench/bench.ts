@@ -9,7 +9,8 @@
  *     [--threads T] [--inflight K] [--only json|columns|reference]
  *
  * Needs root (the tracers load BPF) and a C compiler (the load generator,
- * churn.c, is compiled into a temporary directory at start).
+ * churn.c, and the reader of the tracers' output, tap.c, are compiled into
+ * a temporary directory at start).
  *
  * Runs alternate, untraced then traced, for each tracer in each round, so
  * that a drift in the machine's speed (other work, thermal, ...) touches
@@ -30,8 +31,10 @@ import {
   enableBpfStats,
   machineDescription,
 } from "./procfs.ts";
+import { buildTap } from "./tap.ts";
 import {
   AttachError,
+  type Binaries,
   type Mode,
   referenceSpecs,
   type RunLimits,
@@ -334,6 +337,9 @@ function report(
     "its events read. Notes: what should not happen, e.g. recursion_misses: runs of the",
     "tracer's BPF programs that the kernel skipped because one was already running on that CPU",
     "(an event there would be missing without being counted as lost).",
+    "The tracer's output is read by tg-tap (tests/bench/tap.c), a native reader that counts the",
+    `lines of ${CHURN_COMM} itself and passes every other line, and one in 1024 of its lines,`,
+    "to this harness to check in full: reading costs about what `cat >/dev/null` would.",
   );
   if (options.bpfStats) {
     out.push(
@@ -342,7 +348,10 @@ function report(
     );
   }
   if (Number.isFinite(readerPerMillion)) {
-    out.push(`This harness spent ${fixed(readerPerMillion, 2)} CPU s/M lines reading tcpgadget.`);
+    out.push(
+      `Reading tcpgadget's output took ${fixed(readerPerMillion, 3)} CPU s/M lines ` +
+        "(tg-tap and this harness).",
+    );
   }
   return out;
 }
@@ -360,7 +369,9 @@ function describeTraced(r: TracedResult, before: ChurnResult): string {
     : `${int(r.churnEvents)}/${int(4 * r.churn.connections)} events`;
   return `${r.spec.label}: ${int(r.churn.rate)} conn/s (${ratio}x), ${events}, ` +
     `lost ${int(r.lost)}, CPU ${fixed(r.cpu, 2)} s, attach ${int(r.attachMs)} ms, ` +
-    `catch-up ${fixed(r.lagSeconds, 2)} s` +
+    `catch-up ${fixed(r.lagSeconds, 2)} s, reader CPU ${fixed(r.readerCpu, 3)} s ` +
+    `(tg-tap ${fixed(r.tapCpu, 3)} s in ${int(r.tapReads)} reads, ` +
+    `${int(r.forwarded)} lines passed on)` +
     (r.bpf.runCount > 0 ? `, BPF ${fixed(bpfPerConnection(r), 2)} µs/conn` : "");
 }
 
@@ -407,7 +418,8 @@ async function run(options: BenchOptions): Promise<number> {
     ];
     console.log(header.join("\n"));
 
-    const binary = await buildChurn(tmp);
+    const binaries: Binaries = { churn: await buildChurn(tmp), tap: await buildTap(tmp) };
+    const binary = binaries.churn;
     if (options.bpfStats) restoreBpfStats = enableBpfStats();
     const busy = await backgroundBusy(1000);
     console.log(`load:     ${fixed(100 * busy, 0)}% of all CPUs busy with other work at start`);
@@ -433,7 +445,7 @@ async function run(options: BenchOptions): Promise<number> {
         progress(`round ${round}/${options.rounds} untraced: ${int(before.rate)} conn/s`);
         let traced: TracedResult;
         try {
-          traced = await runTraced(spec, children, binary, churn, limits);
+          traced = await runTraced(spec, children, binaries, churn, limits);
         } catch (error) {
           if (!(error instanceof AttachError) || spec.mode !== "reference") throw error;
           unavailable.set(spec.label, error.message.replace(`${spec.label} did not attach: `, ""));

@@ -7,6 +7,7 @@
  */
 
 import type { Child, Children } from "./children.ts";
+import { compileC } from "./compile.ts";
 
 /** The JSON line tg-churn prints when it is done. */
 export interface ChurnResult {
@@ -35,38 +36,9 @@ export interface ChurnOptions {
   inflight: number;
 }
 
-/**
- * Compiles churn.c into `dir` and returns the binary's path. Tries `cc`,
- * then `gcc` and `clang`.
- */
-export async function buildChurn(dir: string): Promise<string> {
-  const source = new URL("./churn.c", import.meta.url).pathname;
-  const output = `${dir}/tg-churn`;
-  const failures: string[] = [];
-  for (const compiler of ["cc", "gcc", "clang"]) {
-    let result: Deno.CommandOutput;
-    try {
-      result = await new Deno.Command(compiler, {
-        args: ["-O2", "-Wall", "-Wextra", "-pthread", "-o", output, source],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) continue;
-      throw error;
-    }
-    const messages = new TextDecoder().decode(result.stderr).trim();
-    if (result.success) {
-      if (messages) console.error(`bench: ${compiler} warnings:\n${messages}`);
-      return output;
-    }
-    failures.push(`${compiler}: ${messages}`);
-  }
-  throw new Error(
-    failures.length > 0
-      ? `cannot compile ${source}:\n${failures.join("\n")}`
-      : "no C compiler (cc, gcc or clang) found: install build-essential",
-  );
+/** Compiles churn.c into `dir` and returns the binary's path. */
+export function buildChurn(dir: string): Promise<string> {
+  return compileC("churn.c", `${dir}/tg-churn`, ["-pthread"]);
 }
 
 /** A running tg-churn. */

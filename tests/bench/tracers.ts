@@ -17,6 +17,7 @@ import {
   lostEvents,
   ReferenceCounter,
 } from "./counters.ts";
+import { tapArgs, TapReader } from "./tap.ts";
 import {
   anonInodeCounts,
   type BpfRunStats,
@@ -175,11 +176,31 @@ export interface TracedResult {
   lost: number;
   /** Seconds from the load generator's end to its last event read. */
   lagSeconds: number;
-  /** CPU seconds of this benchmark process (reading the output) during the run. */
+  /**
+   * CPU seconds spent reading the output during the run: tg-tap's (the
+   * native reader, tap.c), and this benchmark process's from attached to
+   * the last event read and while the tracer stops (not while it reads
+   * /proc in between).
+   */
   readerCpu: number;
+  /** tg-tap's part of {@link readerCpu}. */
+  tapCpu: number;
+  /** tg-tap's reads of the tracer's output. */
+  tapReads: number;
+  /** Lines tg-tap passed on to this process (samples included). */
+  forwarded: number;
+  /** The tracer's exit code (128 + the signal if one killed it). */
   exitCode: number;
   /** Things that should not happen, for the report's notes. */
   anomalies: string[];
+}
+
+/** The compiled helpers (churn.c, tap.c). */
+export interface Binaries {
+  /** The load generator. */
+  churn: string;
+  /** The reader of the tracer's output. */
+  tap: string;
 }
 
 /** Limits of one run. */
@@ -195,29 +216,31 @@ export interface RunLimits {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Starts the tracer, waits until it has attached, runs the load generator,
- * waits for the tracer to print the load generator's events (all of them,
- * or until it goes quiet), reads its CPU time and peak memory, then stops
- * it with SIGINT as a user would.
+ * Starts the tracer under tg-tap, waits until it has attached, runs the
+ * load generator, waits for the tracer to print the load generator's
+ * events (all of them, or until it goes quiet), reads its CPU time and
+ * peak memory, then stops it with SIGINT as a user would.
  */
 export async function runTraced(
   spec: TracerSpec,
   children: Children,
-  churnBinary: string,
+  binaries: Binaries,
   options: ChurnOptions,
   limits: RunLimits,
 ): Promise<TracedResult> {
   const counter = spec.counter();
+  const tap = new TapReader(counter);
   const spawnedAt = performance.now();
-  const child = children.spawn(spec.label, spec.command, {
-    args: spec.args,
+  // tg-tap runs the tracer with its stdout on a pipe that it reads; the
+  // tracer's stderr is tg-tap's.
+  const child = children.spawn(spec.label, binaries.tap, {
+    args: tapArgs(spec.mode, spec.command, spec.args),
     cwd: spec.cwd,
     env: { NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   });
-  const pid = child.process.pid;
   let attachedAt: number | undefined;
   let stderr = "";
   let onAttached = () => {};
@@ -238,13 +261,23 @@ export async function runTraced(
     }
   })();
   const stdoutDone = (async () => {
-    for await (const chunk of child.process.stdout) counter.push(chunk);
-    counter.finish();
+    for await (const chunk of child.process.stdout) tap.push(chunk);
+    tap.finish();
   })();
   let exited = false;
   child.status.then(() => exited = true);
+  // Signals go to the tracer; none once tg-tap has reaped it.
+  tap.onExit = () => child.signalPid = undefined;
 
   try {
+    const tracerPid = await tap.pidKnown;
+    if (tracerPid === undefined) {
+      const status = await child.status;
+      await stderrDone;
+      throw new Error(`tg-tap failed (exit ${status.code}): ${stderr.trim()}`);
+    }
+    if (tap.exit === undefined) child.signalPid = tracerPid;
+    const pid = tracerPid;
     // Wait until attached, or the tracer gave up, or too long.
     const deadline = spawnedAt + limits.attachTimeoutMs;
     while (attachedAt === undefined && !exited && performance.now() < deadline) {
@@ -264,8 +297,10 @@ export async function runTraced(
     const startupCpu = treeCpuSeconds(pid) ?? NaN;
     const bpfBefore = bpfRunStats(pid);
     const readerBefore = process.cpuUsage();
+    // tg-tap reports its CPU time: at start, then whenever it read something.
+    const tapCpuBefore = tap.report?.cpuUs ?? 0;
 
-    const churn = startChurn(children, churnBinary, options, limits.churnTimeoutMs);
+    const churn = startChurn(children, binaries.churn, options, limits.churnTimeoutMs);
     counter.churnPid = churn.pid;
     const result = await churn.result;
     const churnEndedAt = performance.now();
@@ -287,6 +322,8 @@ export async function runTraced(
       }
       if (now - churnEndedAt >= limits.drainTimeoutMs) break;
     }
+    // This process's CPU while reading, not while it reads /proc below.
+    const readingUsage = process.cpuUsage(readerBefore);
     const cpu = (treeCpuSeconds(pid) ?? NaN) - startupCpu;
     const peakRss = peakRssBytes(pid);
     const bpfAfter = bpfRunStats(pid);
@@ -298,12 +335,23 @@ export async function runTraced(
     // Before the stop: what a reference tool keeps in stdio's buffer until
     // it exits was not late, only buffered.
     const lastEventAt = counter.lastChurnAt ?? churnEndedAt;
-    const status = await children.stop(child, "SIGINT");
+    const stopping = process.cpuUsage();
+    const tapStatus = await children.stop(child, "SIGINT");
     await Promise.all([stdoutDone, stderrDone]);
-    const readerUsage = process.cpuUsage(readerBefore);
+    const stoppingUsage = process.cpuUsage(stopping);
+    const harnessCpu = (readingUsage.user + readingUsage.system + stoppingUsage.user +
+      stoppingUsage.system) / 1e6;
+    const tapCpu = ((tap.report?.cpuUs ?? NaN) - tapCpuBefore) / 1e6;
 
     const anomalies: string[] = [];
-    if (!status.success) anomalies.push(`${spec.label} exited with status ${status.code}`);
+    const exit = tap.exit;
+    if (exit === undefined) {
+      anomalies.push(`tg-tap ended (status ${tapStatus.code}) without the tracer's exit status`);
+    } else if (exit.signal !== 0) {
+      anomalies.push(`${spec.label} was killed by signal ${exit.signal}`);
+    } else if (exit.code !== 0) {
+      anomalies.push(`${spec.label} exited with status ${exit.code}`);
+    }
     if (bpf.recursionMisses > 0) {
       // An interrupt came while the program ran on that CPU, and the
       // nested run was skipped: if it had an event, nothing says it is lost.
@@ -313,17 +361,23 @@ export async function runTraced(
     }
     if (counter.malformed > 0) anomalies.push(`${counter.malformed} lines could not be read`);
     if (counter.strangers > 0) {
-      anomalies.push(`${counter.strangers} events of "${result.comm}" with another pid`);
+      const pids = counter.strangerPids;
+      anomalies.push(
+        `${counter.strangers} events of "${result.comm}" with another pid` +
+          (pids.length > 0
+            ? ` (${pids.slice(0, 5).join(", ")}${pids.length > 5 ? ", ..." : ""})`
+            : ""),
+      );
     }
     if (counter instanceof JsonCounter) {
       const unknown = counter.unknownOn(result.ports);
       if (unknown > 0) anomalies.push(`${unknown} U events on the load generator's ports`);
-      if (counter.mismatches > 0) {
-        anomalies.push(
-          `${counter.mismatches} of ${counter.checked} lines checked in full differ: ` +
-            counter.firstMismatch,
-        );
-      }
+    }
+    if (counter.mismatches > 0) {
+      anomalies.push(
+        `${counter.mismatches} mismatches (${counter.checked} lines checked in full): ` +
+          counter.firstMismatch,
+      );
     }
     if (spec.mode !== "reference") {
       const { C, A, X, U } = counter.churn;
@@ -347,8 +401,11 @@ export async function runTraced(
       kinds: { ...counter.churn },
       lost: lostEvents(stderr) + (counter instanceof ReferenceCounter ? counter.lostInOutput : 0),
       lagSeconds: Math.max(0, lastEventAt - churnEndedAt) / 1000,
-      readerCpu: (readerUsage.user + readerUsage.system) / 1e6,
-      exitCode: status.code,
+      readerCpu: harnessCpu + tapCpu,
+      tapCpu,
+      tapReads: tap.report?.reads ?? 0,
+      forwarded: (tap.report?.forwarded ?? 0) + (tap.report?.sampled ?? 0),
+      exitCode: exit === undefined ? tapStatus.code : exit.signal ? 128 + exit.signal : exit.code,
       anomalies,
     };
   } finally {
