@@ -117,12 +117,17 @@ export function parseCustomColumns(list: string): Column[] {
  * ```
  */
 export function formatTimestamp(seconds: number, nanoseconds: number): string {
+  return `${timestampSecond(seconds)}${String(1_000_000_000 + nanoseconds).slice(1)}Z`;
+}
+
+/** The part of {@link formatTimestamp} before the nanoseconds: "2023-11-14T22:13:20.". */
+export function timestampSecond(seconds: number): string {
   // Date formatting is slow, and events come in bursts within one second.
   if (seconds !== lastSecond) {
     lastSecond = seconds;
     lastSecondText = `${new Date(seconds * 1000).toISOString().slice(0, 19)}.`;
   }
-  return `${lastSecondText}${String(1_000_000_000 + nanoseconds).slice(1)}Z`;
+  return lastSecondText;
 }
 
 let lastSecond = -1;

@@ -8,9 +8,9 @@
 import {
   type Column,
   DEFAULT_COLUMNS,
-  formatTimestamp,
   NONE,
   parseCustomColumns,
+  timestampSecond,
 } from "./columns.ts";
 import { OPERATIONS } from "../core/event.ts";
 import type { Endpoint, TraceEvent } from "../k8s/enrich.ts";
@@ -46,10 +46,8 @@ export interface Formatter {
 
 const decoder = new TextDecoder();
 
-/** {@link Formatter.format} through {@link Formatter.write}: one code path for both. */
-function lineOf(formatter: Formatter, scratch: LineBuffer, event: TraceEvent): string {
-  scratch.clear();
-  formatter.write(event, scratch);
+/** The one line in `scratch`, without its newline. */
+function lineIn(scratch: LineBuffer): string {
   return decoder.decode(scratch.data.subarray(0, scratch.length - 1));
 }
 
@@ -132,7 +130,9 @@ export class TableFormatter implements Formatter {
   }
 
   format(event: TraceEvent): string {
-    return lineOf(this, this.#scratch, event);
+    this.#scratch.clear();
+    this.write(event, this.#scratch);
+    return lineIn(this.#scratch);
   }
 
   // Copies columns [from, to) of the last line to the end of this one.
@@ -185,7 +185,7 @@ const OBJECT_END = utf8("}\n");
  * strings of an event (node, pod, command, addresses) mostly repeat.
  */
 export class JsonFormatter implements Formatter {
-  #pretty: boolean;
+  readonly #pretty: boolean;
   readonly #scratch = new LineBuffer(1024);
   // `{"type":"normal","node":…,"daddr":"…","sport":`: what stays the same
   // for the events of one process and address pair.
@@ -221,11 +221,20 @@ export class JsonFormatter implements Formatter {
   }
 
   write(event: TraceEvent, out: LineBuffer): void {
-    if (this.#pretty) {
-      out.text(this.format(event));
-      out.newline();
-      return;
-    }
+    if (!this.#pretty) return this.#writeCompact(event, out);
+    out.text(this.format(event));
+    out.newline();
+  }
+
+  format(event: TraceEvent): string {
+    this.#scratch.clear();
+    this.#writeCompact(event, this.#scratch);
+    const line = lineIn(this.#scratch);
+    if (!this.#pretty) return line;
+    return JSON.stringify(JSON.parse(line), null, 2).replace(/[<>&]/g, escapeChar);
+  }
+
+  #writeCompact(event: TraceEvent, out: LineBuffer): void {
     if (
       event.pid !== this.#pid || event.comm !== this.#comm || event.saddr !== this.#saddr ||
       event.daddr !== this.#daddr || event.ipversion !== this.#ipversion ||
@@ -243,7 +252,7 @@ export class JsonFormatter implements Formatter {
     }
     if (event.timeSec !== this.#second) {
       this.#second = event.timeSec;
-      this.#secondBytes = utf8(formatTimestamp(event.timeSec, 0).slice(0, -10));
+      this.#secondBytes = utf8(timestampSecond(event.timeSec));
     }
     out.bytes(this.#head);
     out.uint(event.sport);
@@ -299,18 +308,6 @@ export class JsonFormatter implements Formatter {
         jsonString(event.containerId ?? "")
       },"poduid":${jsonString(event.podUid ?? "")},"timestamp":"`,
     );
-  }
-
-  format(event: TraceEvent): string {
-    if (!this.#pretty) return lineOf(this, this.#scratch, event);
-    this.#pretty = false;
-    let line: string;
-    try {
-      line = lineOf(this, this.#scratch, event);
-    } finally {
-      this.#pretty = true;
-    }
-    return JSON.stringify(JSON.parse(line), null, 2).replace(/[<>&]/g, escapeChar);
   }
 }
 

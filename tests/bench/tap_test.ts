@@ -37,24 +37,33 @@ async function tap(
   command: string[],
   options: { sample?: number; onPid?: (pid: number) => void } = {},
 ): Promise<Tapped> {
-  const reader = new TapReader(counter);
   counter.churnPid = PID;
+  const { child, reader, output } = await startTap(mode, counter, command, options.sample);
+  reader.pidKnown.then((pid) => pid !== undefined && options.onPid?.(pid));
+  return { reader, status: await child.status, output: await output };
+}
+
+/** Starts tg-tap running `command`; `output` is all it printed, once it ends. */
+async function startTap(mode: Mode, counter: LineCounter, command: string[], sample?: number) {
+  const reader = new TapReader(counter);
   const child = new Deno.Command(await tapBinary(), {
-    args: tapArgs(mode, command[0], command.slice(1), options.sample),
+    args: tapArgs(mode, command[0], command.slice(1), sample),
     stdin: "null",
     stdout: "piped",
     stderr: "null",
   }).spawn();
-  reader.pidKnown.then((pid) => pid !== undefined && options.onPid?.(pid));
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of child.stdout) {
-    chunks.push(chunk.slice());
-    reader.push(chunk);
-  }
-  reader.finish();
-  const output = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  chunks.reduce((at, chunk) => (output.set(chunk, at), at + chunk.length), 0);
-  return { reader, status: await child.status, output };
+  const output = (async () => {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of child.stdout) {
+      chunks.push(chunk.slice());
+      reader.push(chunk);
+    }
+    reader.finish();
+    const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    chunks.reduce((at, chunk) => (bytes.set(chunk, at), at + chunk.length), 0);
+    return bytes;
+  })();
+  return { child, reader, output };
 }
 
 /** Writes `text` to a file and returns a command that prints it in `size`-byte writes. */
@@ -243,18 +252,10 @@ Deno.test({
     const missing = await tap("json", new JsonCounter(), ["/nonexistent/tracer"]);
     assertEquals(missing.reader.exit, { code: 127, signal: 0 });
 
-    const child = new Deno.Command(await tapBinary(), {
-      args: tapArgs("json", "sleep", ["30"]),
-      stdout: "piped",
-    }).spawn();
-    const reader = new TapReader(new JsonCounter());
-    const reading = (async () => {
-      for await (const chunk of child.stdout) reader.push(chunk);
-      reader.finish();
-    })();
+    const { child, reader, output } = await startTap("json", new JsonCounter(), ["sleep", "30"]);
     await reader.pidKnown;
     child.kill("SIGINT");
-    await reading;
+    await output;
     assertEquals((await child.status).code, 128 + 2);
     assertEquals(reader.exit, { code: 0, signal: 2 });
   },
@@ -290,15 +291,10 @@ Deno.test({
   name: "tg-tap: if it dies, so does the command it runs",
   ignore: noCompiler,
   async fn() {
-    const child = new Deno.Command(await tapBinary(), {
-      args: tapArgs("columns", "sleep", ["30"]),
-      stdout: "piped",
-    }).spawn();
-    const reader = new TapReader(new ColumnsCounter());
-    const reading = (async () => {
-      for await (const chunk of child.stdout) reader.push(chunk);
-      reader.finish();
-    })();
+    const { child, reader, output } = await startTap("columns", new ColumnsCounter(), [
+      "sleep",
+      "30",
+    ]);
     const pid = await reader.pidKnown;
     assert(pid !== undefined);
     // Once it runs sleep: before, it would exit itself on finding tg-tap gone.
@@ -306,7 +302,7 @@ Deno.test({
     assertEquals(comm(pid), "sleep");
     child.kill("SIGKILL");
     await child.status;
-    await reading;
+    await output;
     await until(() => gone(pid));
     assert(gone(pid), `sleep (${pid}) outlived tg-tap`);
     assertEquals(reader.exit, undefined);
