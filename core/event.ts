@@ -94,8 +94,9 @@ export class EventDecoder {
   readonly #comms = new Map<number, CommEntry>();
   readonly #ipv4 = new Map<number, string>();
   readonly #ipv6 = new Map<string, string>();
-  #view: DataView | undefined;
-  #bytes: Uint8Array = new Uint8Array(0);
+  // Byte views of the DataViews records come in (one per ring buffer),
+  // made once: records of several rings alternate.
+  readonly #byteViews = new WeakMap<DataView, Uint8Array>();
 
   constructor(bootToRealtimeNs: bigint) {
     this.#bootToRealtimeNs = bootToRealtimeNs;
@@ -117,11 +118,6 @@ export class EventDecoder {
    */
   decode(view: DataView, offset: number, into?: TcpEvent): TcpEvent {
     const L = EVENT_LAYOUT;
-    if (view !== this.#view) {
-      this.#view = view;
-      this.#bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-    }
-    const bytes = this.#bytes;
     const family = view.getUint16(offset + L.family, true);
     const errorCode = view.getUint16(offset + L.error, true);
     let ipversion: 4 | 6;
@@ -132,8 +128,9 @@ export class EventDecoder {
       saddr = this.#v4(view, offset + L.saddr);
       daddr = this.#v4(view, offset + L.daddr);
     } else if (
-      isV4Mapped(bytes, offset + L.daddr) &&
-      (isV4Mapped(bytes, offset + L.saddr) || isZero(bytes, offset + L.saddr))
+      isV4Mapped(this.#bytes(view), offset + L.daddr) &&
+      (isV4Mapped(this.#bytes(view), offset + L.saddr) ||
+        isZero(this.#bytes(view), offset + L.saddr))
     ) {
       // A dual-stack socket talking to an IPv4 peer.
       ipversion = 4;
@@ -155,7 +152,7 @@ export class EventDecoder {
     const tid = view.getUint32(offset + L.tid, true);
     const uid = view.getUint32(offset + L.uid, true);
     const gid = view.getUint32(offset + L.gid, true);
-    const comm = this.#comm(view, bytes, offset + L.comm, pid);
+    const comm = this.#comm(view, offset + L.comm, pid);
     const mntns = view.getUint32(offset + L.mntns_id, true);
     const netns = view.getUint32(offset + L.netns_id, true);
     const cgroupId = view.getUint32(offset + L.cgroup_id, true) +
@@ -213,7 +210,17 @@ export class EventDecoder {
     this.#baseNsec = Number(base % 1_000_000_000n);
   }
 
-  #comm(view: DataView, bytes: Uint8Array, at: number, pid: number): string {
+  /** `view`'s bytes as a Uint8Array. */
+  #bytes(view: DataView): Uint8Array {
+    let bytes = this.#byteViews.get(view);
+    if (bytes === undefined) {
+      bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+      this.#byteViews.set(view, bytes);
+    }
+    return bytes;
+  }
+
+  #comm(view: DataView, at: number, pid: number): string {
     const w0 = view.getUint32(at, true);
     const w1 = view.getUint32(at + 4, true);
     const w2 = view.getUint32(at + 8, true);
@@ -222,7 +229,7 @@ export class EventDecoder {
     if (cached && cached.w0 === w0 && cached.w1 === w1 && cached.w2 === w2 && cached.w3 === w3) {
       return cached.value;
     }
-    const value = decodeComm(bytes, at);
+    const value = decodeComm(this.#bytes(view), at);
     if (this.#comms.size >= CACHE_LIMIT) this.#comms.clear();
     this.#comms.set(pid, { w0, w1, w2, w3, value });
     return value;
@@ -245,7 +252,7 @@ export class EventDecoder {
     }`;
     let value = this.#ipv6.get(key);
     if (value === undefined) {
-      value = formatIPv6(this.#bytes, at);
+      value = formatIPv6(this.#bytes(view), at);
       if (this.#ipv6.size >= CACHE_LIMIT) this.#ipv6.clear();
       this.#ipv6.set(key, value);
     }

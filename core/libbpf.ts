@@ -143,6 +143,17 @@ const symbols = {
     ],
     result: "i32",
   },
+  bpf_map_create: {
+    parameters: [
+      "u32", // enum bpf_map_type map_type
+      "buffer", // const char *map_name
+      "u32", // __u32 key_size
+      "u32", // __u32 value_size
+      "u32", // __u32 max_entries
+      "pointer", // const struct bpf_map_create_opts *opts (NULL)
+    ],
+    result: "i32", // a file descriptor, or -errno
+  },
   bpf_map__fd: {
     parameters: [
       "pointer", // const struct bpf_map *map

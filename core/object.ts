@@ -347,3 +347,35 @@ export function possibleCpus(): number {
   if (count <= 0) throw new TcpgadgetError("cannot read the number of possible CPUs");
   return count;
 }
+
+/** What {@link createMap} makes. */
+export interface MapSpec {
+  /** enum bpf_map_type */
+  type: number;
+  /** Shown by bpftool; the kernel keeps 15 characters. */
+  name: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+/**
+ * Creates a map on its own, outside any object (such as the maps that a
+ * map of maps refers to), and returns its file descriptor. The caller
+ * closes it; the kernel frees the map once no descriptor or map holds it.
+ */
+export function createMap(spec: MapSpec): number {
+  const { symbols } = openLibbpf();
+  clearLibbpfLog();
+  return check(
+    symbols.bpf_map_create(
+      spec.type,
+      cString(spec.name),
+      spec.keySize,
+      spec.valueSize,
+      spec.maxEntries,
+      null,
+    ),
+    `creating map ${spec.name}`,
+  );
+}

@@ -236,6 +236,46 @@ Deno.test({
 });
 
 Deno.test({
+  name: "tracer: events of processes on different CPUs come out in time order",
+  ignore: ignore || navigator.hardwareConcurrency < 2,
+  fn: () =>
+    withTracer({}, async (tracer) => {
+      // One ring buffer per CPU: the reader merges them by timestamp.
+      await using list = await actors("tg-server", "tg-client");
+      const [server, client] = list;
+      await server.do("cpu 0");
+      await client.do("cpu 1");
+      const connections: Connection[] = [];
+      for (let i = 0; i < 10; i++) {
+        const c = await connect(server, client, "127.0.0.1");
+        await client.do(`close ${c.clientSock}`);
+        await server.do(`wait_eof ${c.serverSock}`);
+        await server.do(`close ${c.serverSock}`);
+        connections.push(c);
+      }
+      const ports = connections.map((c) => c.listenPort);
+      const events = await collectEvents(tracer, ports, 40);
+      assertSameEvents(
+        events,
+        connections.flatMap((c) => lifecycle(server, client, c, 4, "127.0.0.1", "127.0.0.1")),
+      );
+      const times = events.map((e) => BigInt(e.timeSec) * 1_000_000_000n + BigInt(e.timeNsec));
+      for (let i = 1; i < times.length; i++) {
+        assert(
+          times[i - 1] <= times[i],
+          `event ${i} (${events[i].type}) is older than the one before`,
+        );
+      }
+      // As the actors did them: connect, accept, client close, server close.
+      for (const c of connections) {
+        const kinds = events.filter((e) => e.sport === c.clientPort || e.dport === c.clientPort)
+          .map((e) => `${e.type}${e.pid === client.pid ? "c" : "s"}`);
+        assertEquals(kinds, ["Cc", "As", "Xc", "Xs"]);
+      }
+    }),
+});
+
+Deno.test({
   name: "tracer: a connection opened before tracing started gets its closes",
   ignore,
   async fn() {

@@ -63,6 +63,10 @@ def main():
         command, args = words[0], words[1:]
         if command == "pid":
             reply({"pid": os.getpid()})
+        elif command == "cpu":
+            # Runs (and so emits its events) on that CPU only.
+            os.sched_setaffinity(0, {int(args[0])})
+            reply({"cpu": int(args[0])})
         elif command == "listen":
             addr = args[0]
             sock = socket.socket(family_of(addr), socket.SOCK_STREAM)
