@@ -67,13 +67,13 @@ export interface RingSource {
  *
  * @example
  * ```ts ignore
- * const reader = new RingBufferReader(ringFd, 1 << 20);
+ * const reader = new RingBufferReader(ringFd, 1 << 20); // now owns ringFd
  * reader.consume((data, offset, length) => console.log(offset, length));
  * reader.close();
  * ```
  */
 export class RingBufferReader implements RingSource {
-  /** The map's file descriptor (not owned: the caller closes it). */
+  /** The map's file descriptor, owned: closed with the reader. */
   readonly fd: number;
   /** The data size, a power of two. */
   readonly size: number;
@@ -88,7 +88,8 @@ export class RingBufferReader implements RingSource {
   #closed = false;
 
   /**
-   * @param mapFd file descriptor of the ring buffer map
+   * @param mapFd file descriptor of the ring buffer map; the reader owns it,
+   * and closes it even if mapping fails
    * @param size the map's max_entries: its data size, a power of two
    */
   constructor(mapFd: number, size: number) {
@@ -104,7 +105,11 @@ export class RingBufferReader implements RingSource {
       mapFd,
       0n,
     );
-    if (mapFailed(consumer)) throw mmapError("consumer page", errno());
+    if (mapFailed(consumer)) {
+      const err = errno();
+      libc.close(mapFd);
+      throw mmapError("consumer page", err);
+    }
     const producerLength = this.#pageSize + 2 * size;
     const producer = libc.mmap(
       null,
@@ -117,6 +122,7 @@ export class RingBufferReader implements RingSource {
     if (mapFailed(producer)) {
       const err = errno();
       libc.munmap(consumer, BigInt(this.#pageSize));
+      libc.close(mapFd);
       throw mmapError("data pages", err);
     }
     this.#consumerPage = consumer;
@@ -179,13 +185,14 @@ export class RingBufferReader implements RingSource {
     return count;
   }
 
-  /** Unmaps the buffer. Idempotent; the map's descriptor stays open. */
+  /** Unmaps the buffer and closes the map's descriptor. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     const libc = openLibc();
     libc.munmap(this.#consumerPage, BigInt(this.#pageSize));
     libc.munmap(this.#producerPages, BigInt(this.#pageSize + 2 * this.size));
+    libc.close(this.fd);
     this.#consumerPage = null;
     this.#producerPages = null;
   }

@@ -16,7 +16,7 @@ import {
 } from "./object.ts";
 import { MergedRingBuffers, RingBufferReader } from "./ringbuf.ts";
 import { EVENT_LAYOUT, EventDecoder, type TcpEvent } from "./event.ts";
-import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs, openLibc } from "./libc.ts";
+import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "./libc.ts";
 import { openLibbpf } from "./libbpf.ts";
 import { TcpgadgetError, UnsupportedError } from "./errors.ts";
 import { ensureTracefs, requireBpfPrivileges, requireKernelBtf } from "./system.ts";
@@ -123,8 +123,11 @@ export function encodeConfig(options: TracerOptions): Uint8Array {
   // A quarter of the ring: a reader asleep in poll() is woken with three
   // quarters still free, while a busy one, reading every few milliseconds,
   // is never interrupted.
-  const ringBytes = options.ringBufferBytes ?? defaultRingBytes(possibleCpus());
-  view.setBigUint64(L.wakeup_bytes, BigInt(options.wakeupBytes ?? ringBytes / 4), true);
+  view.setBigUint64(
+    L.wakeup_bytes,
+    BigInt(options.wakeupBytes ?? ringBytes(options) / 4),
+    true,
+  );
   if (options.comm !== undefined) {
     view.setUint8(L.filter_comm_enabled, 1);
     // The kernel keeps 15 bytes of a command name.
@@ -158,7 +161,6 @@ export class TcpTracer {
   readonly #object: BpfObject;
   readonly #links: BpfLink[];
   readonly #rings: MergedRingBuffers;
-  readonly #ringFds: readonly number[];
   readonly #decoder: EventDecoder;
   // The event that drain({ reuse: true }) overwrites.
   readonly #shared: TcpEvent = emptyEvent();
@@ -179,7 +181,7 @@ export class TcpTracer {
 
   private constructor(
     object: BpfObject,
-    rings: Rings,
+    rings: RingBufferReader[],
     links: BpfLink[],
     attachMethod: AttachMethod,
     options: TracerOptions,
@@ -190,8 +192,7 @@ export class TcpTracer {
     this.#programs = object.programs().filter((p) => p.autoload);
     this.attachMethod = attachMethod;
     this.startupMs = startupMs;
-    this.#ringFds = rings.fds;
-    this.#rings = new MergedRingBuffers(rings.readers, {
+    this.#rings = new MergedRingBuffers(rings, {
       timeOffset: EVENT_LAYOUT.timestamp_ns,
       now: () => Number(clockNs(CLOCK_BOOTTIME)),
     });
@@ -223,12 +224,12 @@ export class TcpTracer {
     let firstError: unknown;
     for (const { method, seed } of attempts) {
       let object: BpfObject | undefined;
-      let rings: Rings | undefined;
+      let rings: RingBufferReader[] = [];
       const links: BpfLink[] = [];
       try {
         object = loadObject(method, seed, options);
         // Before attaching: an event with no ring to go to is lost.
-        rings = createRings(object.map("events"), options);
+        rings = createRings(object.map("events"), ringBytes(options));
         links.push(object.program(STATE_PROGRAMS[method]).attach());
         for (const program of object.programs()) {
           if (!program.autoload || program.name.startsWith("tcp_set_state")) continue;
@@ -259,7 +260,7 @@ export class TcpTracer {
         return tracer;
       } catch (error) {
         for (const link of links) link.close();
-        rings?.close();
+        for (const ring of rings) ring.close();
         object?.close();
         firstError ??= error;
         if (error instanceof TcpgadgetError && error.name === "PermissionError") break;
@@ -391,7 +392,6 @@ export class TcpTracer {
     }
     this.#closed = true;
     await this.#rings.close();
-    for (const fd of this.#ringFds) openLibc().close(fd);
     this.#object.close();
   }
 }
@@ -433,27 +433,12 @@ function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions)
   }
 }
 
-/** The rings of {@link createRings}: their descriptors, and their readers. */
-interface Rings {
-  fds: number[];
-  readers: RingBufferReader[];
-  close(): void;
-}
-
-/** Makes and maps one ring buffer per possible CPU, and puts them in `events`. */
-function createRings(events: BpfMap, options: TracerOptions): Rings {
-  const size = options.ringBufferBytes ?? defaultRingBytes(possibleCpus());
-  if (size < 4096 || (size & (size - 1)) !== 0) {
-    throw new TcpgadgetError(`ring buffer size ${size} is not a power of two of at least 4096`);
-  }
-  const rings: Rings = {
-    fds: [],
-    readers: [],
-    close() {
-      for (const reader of this.readers) reader.close();
-      for (const fd of this.fds) openLibc().close(fd);
-    },
-  };
+/**
+ * Makes and maps one ring buffer per possible CPU, and puts them in
+ * `events`. The readers own the rings: closing them frees the rings.
+ */
+function createRings(events: BpfMap, size: number): RingBufferReader[] {
+  const readers: RingBufferReader[] = [];
   try {
     const key = new Uint32Array(1);
     const value = new Uint32Array(1);
@@ -465,17 +450,25 @@ function createRings(events: BpfMap, options: TracerOptions): Rings {
         valueSize: 0,
         maxEntries: size,
       });
-      rings.fds.push(fd);
+      readers.push(new RingBufferReader(fd, size));
       key[0] = cpu;
       value[0] = fd;
       events.update(new Uint8Array(key.buffer), new Uint8Array(value.buffer));
-      rings.readers.push(new RingBufferReader(fd, size));
     }
-    return rings;
+    return readers;
   } catch (error) {
-    rings.close();
+    for (const reader of readers) reader.close();
     throw error;
   }
+}
+
+/** The size of each CPU's ring buffer that `options` ask for. */
+function ringBytes(options: TracerOptions): number {
+  const size = options.ringBufferBytes ?? defaultRingBytes(possibleCpus());
+  if (size < 4096 || (size & (size - 1)) !== 0) {
+    throw new TcpgadgetError(`ring buffer size ${size} is not a power of two of at least 4096`);
+  }
+  return size;
 }
 
 function message(error: unknown): string {

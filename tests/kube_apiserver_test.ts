@@ -25,6 +25,7 @@ import {
   startFakeApiServer,
 } from "./kube_apiserver/mod.ts";
 import { cgroupHierarchies } from "./kube_apiserver/kubelet_files.ts";
+import { isAlive } from "./kube_apiserver/sandbox.ts";
 
 const FILE = "tests/kube_apiserver_test.ts";
 
@@ -227,16 +228,6 @@ async function sendStdin(ws: WebSocket, data: Iterable<Uint8Array>): Promise<voi
         ws.send(frame, (e) => (e ? reject(e) : resolve()))
       );
     } else ws.send(frame);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
   }
 }
 
@@ -857,7 +848,7 @@ test("activeDeadlineSeconds fails the pod and kills its processes", async () => 
     "sleep 1000 >/dev/null 2>&1 & echo $!",
   ]);
   const sleeper = Number(new TextDecoder().decode(started.stdout));
-  assert(alive(sleeper));
+  assert(isAlive(sleeper));
   const failed = await api.waitForPod(
     "default",
     "short",
@@ -870,7 +861,7 @@ test("activeDeadlineSeconds fails the pod and kills its processes", async () => 
     "Pod was active on the node longer than the specified deadline",
   );
   assert("terminated" in failed.status.containerStatuses[0].state);
-  await eventually(() => !alive(sleeper), "the pod's process to die");
+  await eventually(() => !isAlive(sleeper), "the pod's process to die");
   assertEquals(api.podProcesses("default", "short"), []);
   const refused = await clientExec(kc, "short", ["true"]);
   assertEquals(refused.status.reason, "InternalError");
@@ -888,9 +879,9 @@ test("delete kills the pod's processes; disconnect kills the exec", async () => 
       if (d[0] === 1 && d.length > 1) resolve(Number(d.subarray(1).toString()));
     });
   });
-  assert(alive(pid));
+  assert(isAlive(pid));
   ws.close();
-  await eventually(() => !alive(pid), "exec'd process to die on disconnect");
+  await eventually(() => !isAlive(pid), "exec'd process to die on disconnect");
 
   // Background processes of the pod die with it.
   const bg = await clientExec(kc, "victim", [
@@ -899,12 +890,12 @@ test("delete kills the pod's processes; disconnect kills the exec", async () => 
     "setsid sleep 1000 >/dev/null 2>&1 < /dev/null & echo $!",
   ]);
   const sleeper = Number(new TextDecoder().decode(bg.stdout));
-  assert(alive(sleeper));
+  assert(isAlive(sleeper));
   const processes = api.podProcesses("default", "victim");
   assert(processes.includes(sleeper), `${sleeper} not in ${processes}`);
   await core.deleteNamespacedPod({ namespace: "default", name: "victim", gracePeriodSeconds: 1 });
   await api.waitForPodDeleted("default", "victim");
-  for (const p of processes) assert(!alive(p), `process ${p} survived the pod`);
+  for (const p of processes) assert(!isAlive(p), `process ${p} survived the pod`);
 });
 
 test("image pull failures show ErrImagePull then ImagePullBackOff", async () => {
@@ -982,7 +973,7 @@ test("close() leaves no processes, mount namespaces or files behind", async () =
   const dir = api.dir;
   await api.close();
   await closed;
-  for (const p of pids) assert(!alive(p), `process ${p} survived close()`);
+  for (const p of pids) assert(!isAlive(p), `process ${p} survived close()`);
   let exists = true;
   try {
     Deno.statSync(dir);
@@ -1126,10 +1117,10 @@ test("exec: base64 and tty variants, and keeping processes on disconnect", async
   });
   ws.close();
   await new Promise((r) => setTimeout(r, 200));
-  assert(alive(pid), "killExecOnDisconnect: false keeps the process");
+  assert(isAlive(pid), "killExecOnDisconnect: false keeps the process");
   assertEquals(api.activeExecs, 1);
   await core.deleteNamespacedPod({ namespace: "default", name: "t", gracePeriodSeconds: 0 });
-  await eventually(() => !alive(pid), "the process to die with its pod");
+  await eventually(() => !isAlive(pid), "the process to die with its pod");
 });
 
 test("volumes: hostPath binds and emptyDir, private to the pod", async () => {

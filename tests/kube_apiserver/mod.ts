@@ -22,7 +22,7 @@ import { type Credentials, renderKubeconfig } from "./kubeconfig.ts";
 import { Pki } from "./pki.ts";
 import type { AccessRule } from "./rbac.ts";
 import { canUseMountNamespaces, type SandboxMode } from "./sandbox.ts";
-import { ApiServer, type RequestFault, type RequestRecord } from "./server.ts";
+import { ApiServer, type RequestFault, type RequestMatch, type RequestRecord } from "./server.ts";
 import { type Change, type KubeObject, type ObjectMeta, timestamp } from "./store.ts";
 import type { DropPlan } from "./exec.ts";
 
@@ -151,14 +151,7 @@ export interface KubeconfigOptions {
 }
 
 /** Filter for {@linkcode FakeApiServer.countRequests}. */
-export interface RequestFilter {
-  method?: string;
-  verb?: string;
-  resource?: string;
-  subresource?: string;
-  namespace?: string;
-  name?: string;
-  path?: string;
+export interface RequestFilter extends RequestMatch {
   user?: string;
   code?: number;
 }

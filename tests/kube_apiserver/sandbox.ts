@@ -379,7 +379,8 @@ export class PodSandbox {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** True while a process exists and has not exited (a zombie has). */
+export function isAlive(pid: number): boolean {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);

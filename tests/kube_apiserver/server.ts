@@ -77,8 +77,8 @@ export interface RequestRecord {
   time: number;
 }
 
-/** A fault to inject into matching requests (see `FakeApiServer.failRequests`). */
-export interface RequestFault {
+/** Which requests something applies to: every field given must be equal. */
+export interface RequestMatch {
   method?: string;
   verb?: string;
   resource?: string;
@@ -87,6 +87,31 @@ export interface RequestFault {
   name?: string;
   /** Exact URL path. */
   path?: string;
+}
+
+/** True if `request` has every field that `match` gives. */
+export function matchesRequest(
+  match: RequestMatch,
+  request: Pick<RequestRecord, keyof RequestMatch>,
+): boolean {
+  return (Object.keys(REQUEST_MATCH_KEYS) as (keyof RequestMatch)[]).every((key) =>
+    match[key] === undefined || match[key] === request[key]
+  );
+}
+
+// The keys of RequestMatch, so that a fault's other fields are not compared.
+const REQUEST_MATCH_KEYS: Record<keyof RequestMatch, true> = {
+  method: true,
+  verb: true,
+  resource: true,
+  subresource: true,
+  namespace: true,
+  name: true,
+  path: true,
+};
+
+/** A fault to inject into matching requests (see `FakeApiServer.failRequests`). */
+export interface RequestFault extends RequestMatch {
   /** HTTP code: 429, 500, 503, 504, 409, ... */
   code: number;
   message?: string;
@@ -451,13 +476,7 @@ export class ApiServer {
 
   #applyFaults(info: RequestInfo, method: string): void {
     for (const fault of this.#faults) {
-      if (fault.method !== undefined && fault.method !== method) continue;
-      if (fault.verb !== undefined && fault.verb !== info.verb) continue;
-      if (fault.resource !== undefined && fault.resource !== info.resource) continue;
-      if (fault.subresource !== undefined && fault.subresource !== info.subresource) continue;
-      if (fault.namespace !== undefined && fault.namespace !== info.namespace) continue;
-      if (fault.name !== undefined && fault.name !== info.name) continue;
-      if (fault.path !== undefined && fault.path !== info.path) continue;
+      if (!matchesRequest(fault, { ...info, method })) continue;
       fault.remaining--;
       if (fault.remaining <= 0) this.#faults.delete(fault);
       throw statusFor(fault.code, fault.message, fault.reason, fault.retryAfterSeconds);
