@@ -18,6 +18,12 @@ export interface Column {
   width: number;
   /** The raw value; numbers are turned into text only when they change. */
   value: (event: TraceEvent) => string | number;
+  /**
+   * True if the value depends only on the event's process, container and
+   * addresses (what `SourceMemo` in format.ts compares): then it is the
+   * last line's whenever those are.
+   */
+  perSource?: boolean;
 }
 
 /** Shown for Kubernetes fields of a process outside any container. */
@@ -27,27 +33,45 @@ const orNone = (value: string | undefined) => value || NONE;
 
 /** Every column, default ones first, in default order. */
 export const COLUMNS: readonly Column[] = [
-  { name: "node", header: "NODE", width: 16, value: (e) => orNone(e.node) },
-  { name: "namespace", header: "NAMESPACE", width: 16, value: (e) => orNone(e.namespace) },
-  { name: "pod", header: "POD", width: 16, value: (e) => orNone(e.pod) },
-  { name: "container", header: "CONTAINER", width: 16, value: (e) => orNone(e.container) },
+  { name: "node", header: "NODE", width: 16, value: (e) => orNone(e.node), perSource: true },
+  {
+    name: "namespace",
+    header: "NAMESPACE",
+    width: 16,
+    value: (e) => orNone(e.namespace),
+    perSource: true,
+  },
+  { name: "pod", header: "POD", width: 16, value: (e) => orNone(e.pod), perSource: true },
+  {
+    name: "container",
+    header: "CONTAINER",
+    width: 16,
+    value: (e) => orNone(e.container),
+    perSource: true,
+  },
   { name: "t", header: "T", width: 1, value: (e) => e.type },
-  { name: "pid", header: "PID", width: 6, value: (e) => e.pid },
-  { name: "comm", header: "COMM", width: 16, value: (e) => e.comm },
-  { name: "ip", header: "IP", width: 3, value: (e) => e.ipversion },
-  { name: "saddr", header: "SADDR", width: 16, value: (e) => e.saddr },
-  { name: "daddr", header: "DADDR", width: 16, value: (e) => e.daddr },
+  { name: "pid", header: "PID", width: 6, value: (e) => e.pid, perSource: true },
+  { name: "comm", header: "COMM", width: 16, value: (e) => e.comm, perSource: true },
+  { name: "ip", header: "IP", width: 3, value: (e) => e.ipversion, perSource: true },
+  { name: "saddr", header: "SADDR", width: 16, value: (e) => e.saddr, perSource: true },
+  { name: "daddr", header: "DADDR", width: 16, value: (e) => e.daddr, perSource: true },
   { name: "sport", header: "SPORT", width: 7, value: (e) => e.sport },
   { name: "dport", header: "DPORT", width: 7, value: (e) => e.dport },
   // Hidden by default.
   { name: "error", header: "ERROR", width: 12, value: (e) => e.error ?? "" },
   { name: "tid", header: "TID", width: 7, value: (e) => e.tid },
-  { name: "uid", header: "UID", width: 6, value: (e) => e.uid },
-  { name: "gid", header: "GID", width: 6, value: (e) => e.gid },
-  { name: "mntns", header: "MNTNS", width: 11, value: (e) => e.mntns },
-  { name: "netns", header: "NETNS", width: 11, value: (e) => e.netns },
-  { name: "containerid", header: "CONTAINERID", width: 13, value: (e) => e.containerId ?? "" },
-  { name: "poduid", header: "PODUID", width: 36, value: (e) => e.podUid ?? "" },
+  { name: "uid", header: "UID", width: 6, value: (e) => e.uid, perSource: true },
+  { name: "gid", header: "GID", width: 6, value: (e) => e.gid, perSource: true },
+  { name: "mntns", header: "MNTNS", width: 11, value: (e) => e.mntns, perSource: true },
+  { name: "netns", header: "NETNS", width: 11, value: (e) => e.netns, perSource: true },
+  {
+    name: "containerid",
+    header: "CONTAINERID",
+    width: 13,
+    value: (e) => e.containerId ?? "",
+    perSource: true,
+  },
+  { name: "poduid", header: "PODUID", width: 36, value: (e) => e.podUid ?? "", perSource: true },
   {
     name: "src",
     header: "SRC",

@@ -54,6 +54,59 @@ function lineIn(scratch: LineBuffer): string {
 // Padded texts kept per column before it starts over: bounds memory.
 const KNOWN_VALUES_LIMIT = 1024;
 
+/**
+ * The process, container and addresses of the last event seen: most lines
+ * repeat those of the line before, and their text is reused.
+ */
+class SourceMemo {
+  #pid = -1;
+  #comm = "";
+  #saddr = "";
+  #daddr = "";
+  #ipversion = 0;
+  #node: string | undefined;
+  #namespace: string | undefined;
+  #pod: string | undefined;
+  #container: string | undefined;
+  #uid = -1;
+  #gid = -1;
+  #mntns = -1;
+  #netns = -1;
+  #containerId: string | undefined;
+  #podUid: string | undefined;
+
+  /** True if `event` has the last event's; else remembers its. */
+  same(event: TraceEvent): boolean {
+    if (
+      event.pid === this.#pid && event.comm === this.#comm && event.saddr === this.#saddr &&
+      event.daddr === this.#daddr && event.ipversion === this.#ipversion &&
+      event.node === this.#node && event.namespace === this.#namespace &&
+      event.pod === this.#pod && event.container === this.#container &&
+      event.uid === this.#uid && event.gid === this.#gid && event.mntns === this.#mntns &&
+      event.netns === this.#netns && event.containerId === this.#containerId &&
+      event.podUid === this.#podUid
+    ) {
+      return true;
+    }
+    this.#pid = event.pid;
+    this.#comm = event.comm;
+    this.#saddr = event.saddr;
+    this.#daddr = event.daddr;
+    this.#ipversion = event.ipversion;
+    this.#node = event.node;
+    this.#namespace = event.namespace;
+    this.#pod = event.pod;
+    this.#container = event.container;
+    this.#uid = event.uid;
+    this.#gid = event.gid;
+    this.#mntns = event.mntns;
+    this.#netns = event.netns;
+    this.#containerId = event.containerId;
+    this.#podUid = event.podUid;
+    return false;
+  }
+}
+
 /** A table with fixed minimum column widths. */
 export class TableFormatter implements Formatter {
   readonly #columns: readonly Column[];
@@ -62,14 +115,18 @@ export class TableFormatter implements Formatter {
   readonly #lastValue: (string | number | undefined)[];
   // Per column, padded bytes of recent text values (T alternates: C, A, X).
   readonly #known: Map<string | number, Uint8Array>[];
-  // The last line, where columns whose values did not change are copied
-  // from: one copy for a run of them. Its start in #out (while #out has not
-  // been cleared since), and the offset of each column in it, plus its end.
+  // The last line, which the next one starts as a copy of: every column but
+  // the last is padded to its width, so all but the last keep their place
+  // and only those whose values changed are written over. Its start in
+  // #out (while #out has not been cleared since), and where each column
+  // starts in it.
   #out: LineBuffer | undefined;
   #clears = -1;
   #lineStart = -1;
-  #offsets: number[];
-  #nextOffsets: number[];
+  readonly #offsets: number[];
+  // Per column, whether it is Column.perSource; the last line's source.
+  readonly #perSource: boolean[];
+  readonly #source = new SourceMemo();
   readonly #scratch = new LineBuffer(1024);
 
   constructor(columns: readonly Column[] = DEFAULT_COLUMNS) {
@@ -77,8 +134,8 @@ export class TableFormatter implements Formatter {
     this.#widths = columns.map((c) => Math.max(c.width, c.header.length));
     this.#lastValue = columns.map(() => undefined);
     this.#known = columns.map(() => new Map());
-    this.#offsets = new Array(columns.length + 1).fill(0);
-    this.#nextOffsets = new Array(columns.length + 1).fill(0);
+    this.#offsets = new Array(columns.length).fill(0);
+    this.#perSource = columns.map((c) => c.perSource === true);
   }
 
   header(): string {
@@ -89,41 +146,12 @@ export class TableFormatter implements Formatter {
   }
 
   write(event: TraceEvent, out: LineBuffer): void {
-    const columns = this.#columns;
-    const widths = this.#widths;
-    const lastValue = this.#lastValue;
-    const previous = this.#offsets;
-    const offsets = this.#nextOffsets;
-    const last = columns.length - 1;
-    const repeatable = out === this.#out && out.clears === this.#clears;
     const start = out.length;
-    let run = -1;
-    for (let i = 0; i <= last; i++) {
-      const value = columns[i].value(event);
-      if (value === lastValue[i] && repeatable) {
-        if (run < 0) run = i;
-        continue;
-      }
-      if (run >= 0) {
-        this.#repeat(out, start, run, i);
-        run = -1;
-      }
-      offsets[i] = out.length - start;
-      if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) {
-        // Numbers change from line to line (ports): written, not cached.
-        const digits = out.uint(value);
-        if (digits > widths[i]) this.#widen(i, digits);
-        if (i < last) out.spaces(widths[i] + 1 - digits);
-      } else {
-        out.bytes(this.#padded(i, value, i === last));
-      }
-      lastValue[i] = value;
+    if (out !== this.#out || out.clears !== this.#clears || !this.#writeOver(event, out, start)) {
+      out.length = start;
+      this.#writeAll(event, out, start);
     }
-    if (run >= 0) this.#repeat(out, start, run, last + 1);
-    offsets[last + 1] = out.length - start;
     out.newline();
-    this.#offsets = offsets;
-    this.#nextOffsets = previous;
     this.#out = out;
     this.#clears = out.clears;
     this.#lineStart = start;
@@ -135,13 +163,59 @@ export class TableFormatter implements Formatter {
     return lineIn(this.#scratch);
   }
 
-  // Copies columns [from, to) of the last line to the end of this one.
-  #repeat(out: LineBuffer, start: number, from: number, to: number): void {
-    const previous = this.#offsets;
-    const offsets = this.#nextOffsets;
-    const shift = out.length - start - previous[from];
-    for (let i = from; i < to; i++) offsets[i] = previous[i] + shift;
-    out.repeat(this.#lineStart + previous[from], previous[to] - previous[from]);
+  // The line as a copy of the last one with changed columns written over;
+  // false if a value took other than its column's bytes on the last line
+  // (it widened the column, or its UTF-8 is longer): the line must be
+  // written anew.
+  #writeOver(event: TraceEvent, out: LineBuffer, start: number): boolean {
+    const columns = this.#columns;
+    const lastValue = this.#lastValue;
+    const offsets = this.#offsets;
+    const last = columns.length - 1;
+    out.repeat(this.#lineStart, offsets[last]);
+    const sameSource = this.#source.same(event);
+    const perSource = this.#perSource;
+    for (let i = 0; i < last; i++) {
+      if (sameSource && perSource[i]) continue;
+      const value = columns[i].value(event);
+      if (value === lastValue[i]) continue;
+      out.length = start + offsets[i];
+      if (this.#put(i, value, out, false) !== offsets[i + 1] - offsets[i]) return false;
+      lastValue[i] = value;
+    }
+    out.length = start + offsets[last];
+    const value = columns[last].value(event);
+    this.#put(last, value, out, true);
+    lastValue[last] = value;
+    return true;
+  }
+
+  #writeAll(event: TraceEvent, out: LineBuffer, start: number): void {
+    this.#source.same(event);
+    const columns = this.#columns;
+    const last = columns.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const value = columns[i].value(event);
+      this.#offsets[i] = out.length - start;
+      this.#put(i, value, out, i === last);
+      this.#lastValue[i] = value;
+    }
+  }
+
+  // Appends a column's value, padded unless it is the last column, and
+  // returns the bytes written. A value longer than the column widens it.
+  #put(column: number, value: string | number, out: LineBuffer, last: boolean): number {
+    if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) {
+      // Numbers change from line to line (ports): written, not cached.
+      const digits = out.uint(value);
+      if (digits > this.#widths[column]) this.#widen(column, digits);
+      if (last) return digits;
+      out.spaces(this.#widths[column] + 1 - digits);
+      return this.#widths[column] + 1;
+    }
+    const bytes = this.#padded(column, value, last);
+    out.bytes(bytes);
+    return bytes.length;
   }
 
   #padded(column: number, value: string | number, last: boolean): Uint8Array {
@@ -165,14 +239,16 @@ export class TableFormatter implements Formatter {
   }
 }
 
-const OPERATION_LITERALS = Object.fromEntries(
-  Object.entries(OPERATIONS).map((
-    [type, operation],
-  ) => [type, utf8(`,"operation":"${operation}","tid":`)]),
-) as Record<TraceEvent["type"], Uint8Array>;
+const operationLiteral = (type: TraceEvent["type"]) =>
+  utf8(`,"operation":"${OPERATIONS[type]}","tid":`);
+const CONNECT_LITERAL = operationLiteral("C");
+const ACCEPT_LITERAL = operationLiteral("A");
+const CLOSE_LITERAL = operationLiteral("X");
+const UNKNOWN_LITERAL = operationLiteral("U");
 const DPORT = utf8(`,"dport":`);
 const TIMESTAMP_END = utf8(`Z"`);
 const OBJECT_END = utf8("}\n");
+const LINE_END = utf8(`Z"}\n`);
 
 /**
  * One JSON object per line. Keys and order of Inspektor Gadget's `trace
@@ -187,30 +263,17 @@ const OBJECT_END = utf8("}\n");
 export class JsonFormatter implements Formatter {
   readonly #pretty: boolean;
   readonly #scratch = new LineBuffer(1024);
-  // `{"type":"normal","node":…,"daddr":"…","sport":`: what stays the same
-  // for the events of one process and address pair.
-  #node: string | undefined;
-  #namespace: string | undefined;
-  #pod: string | undefined;
-  #container: string | undefined;
-  #pid = -1;
-  #comm: string | undefined;
-  #ipversion = 0;
-  #saddr: string | undefined;
-  #daddr: string | undefined;
+  // `{"type":"normal","node":…,"daddr":"…","sport":` and `,"uid":…,
+  // "poduid":…,"timestamp":"`: what stays the same for the events of one
+  // source (process, container and addresses).
+  readonly #source = new SourceMemo();
   #head: Uint8Array = new Uint8Array(0);
-  // `,"uid":…,"poduid":…,"timestamp":"`; containerId null: nothing cached
-  // yet (undefined is a value events have).
-  #uid = -1;
-  #gid = -1;
-  #mntns = -1;
-  #netns = -1;
-  #containerId: string | undefined | null = null;
-  #podUid: string | undefined;
-  #tail: Uint8Array = new Uint8Array(0);
+  #tailKeys: Uint8Array = new Uint8Array(0);
   // `2023-11-14T22:13:20.` of the last second seen.
   #second = -1;
   #secondBytes: Uint8Array = new Uint8Array(0);
+  // The keys above, then the second: one copy per line.
+  #tail: Uint8Array = new Uint8Array(0);
 
   constructor(options: { pretty?: boolean } = {}) {
     this.#pretty = options.pretty ?? false;
@@ -235,56 +298,45 @@ export class JsonFormatter implements Formatter {
   }
 
   #writeCompact(event: TraceEvent, out: LineBuffer): void {
-    if (
-      event.pid !== this.#pid || event.comm !== this.#comm || event.saddr !== this.#saddr ||
-      event.daddr !== this.#daddr || event.ipversion !== this.#ipversion ||
-      event.node !== this.#node || event.namespace !== this.#namespace ||
-      event.pod !== this.#pod || event.container !== this.#container
-    ) {
-      this.#cacheHead(event);
-    }
-    if (
-      event.mntns !== this.#mntns || event.netns !== this.#netns || event.uid !== this.#uid ||
-      event.gid !== this.#gid || event.containerId !== this.#containerId ||
-      event.podUid !== this.#podUid
-    ) {
-      this.#cacheTail(event);
-    }
-    if (event.timeSec !== this.#second) {
-      this.#second = event.timeSec;
-      this.#secondBytes = utf8(timestampSecond(event.timeSec));
-    }
+    if (!this.#source.same(event)) this.#cacheSource(event);
+    if (event.timeSec !== this.#second) this.#cacheSecond(event.timeSec);
     out.bytes(this.#head);
     out.uint(event.sport);
     out.bytes(DPORT);
     out.uint(event.dport);
-    out.bytes(OPERATION_LITERALS[event.type]);
+    const type = event.type;
+    out.bytes(
+      type === "C"
+        ? CONNECT_LITERAL
+        : type === "A"
+        ? ACCEPT_LITERAL
+        : type === "X"
+        ? CLOSE_LITERAL
+        : UNKNOWN_LITERAL,
+    );
     out.uint(event.tid);
     out.bytes(this.#tail);
-    out.bytes(this.#secondBytes);
     out.zeroPadded(event.timeNsec, 9);
-    out.bytes(TIMESTAMP_END);
     if (event.srcEndpoint || event.dstEndpoint || event.error) {
+      out.bytes(TIMESTAMP_END);
       out.text(
         `${event.srcEndpoint ? `,"srcendpoint":${endpointJson(event.srcEndpoint)}` : ""}${
           event.dstEndpoint ? `,"dstendpoint":${endpointJson(event.dstEndpoint)}` : ""
         }${event.error ? `,"error":"${event.error}"` : ""}`,
       );
+      out.bytes(OBJECT_END);
+    } else {
+      out.bytes(LINE_END);
     }
-    out.bytes(OBJECT_END);
   }
 
-  #cacheHead(event: TraceEvent): void {
-    this.#node = event.node;
-    this.#namespace = event.namespace;
-    this.#pod = event.pod;
-    this.#container = event.container;
-    this.#pid = event.pid;
-    this.#comm = event.comm;
-    this.#ipversion = event.ipversion;
-    this.#saddr = event.saddr;
-    this.#daddr = event.daddr;
-    // Addresses and numbers never need escaping.
+  #cacheSecond(timeSec: number): void {
+    this.#second = timeSec;
+    this.#secondBytes = utf8(timestampSecond(timeSec));
+    this.#tail = concat(this.#tailKeys, this.#secondBytes);
+  }
+
+  #cacheSource(event: TraceEvent): void {
     this.#head = utf8(
       `{"type":"normal","node":${jsonString(event.node)},"namespace":${
         jsonString(event.namespace || NONE)
@@ -294,21 +346,20 @@ export class JsonFormatter implements Formatter {
         jsonString(event.comm)
       },"ipversion":${event.ipversion},"saddr":"${event.saddr}","daddr":"${event.daddr}","sport":`,
     );
-  }
-
-  #cacheTail(event: TraceEvent): void {
-    this.#uid = event.uid;
-    this.#gid = event.gid;
-    this.#mntns = event.mntns;
-    this.#netns = event.netns;
-    this.#containerId = event.containerId;
-    this.#podUid = event.podUid;
-    this.#tail = utf8(
+    this.#tailKeys = utf8(
       `,"uid":${event.uid},"gid":${event.gid},"mntns":${event.mntns},"netns":${event.netns},"containerid":${
         jsonString(event.containerId ?? "")
       },"poduid":${jsonString(event.podUid ?? "")},"timestamp":"`,
     );
+    this.#tail = concat(this.#tailKeys, this.#secondBytes);
   }
+}
+
+function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(first.length + second.length);
+  joined.set(first);
+  joined.set(second, first.length);
+  return joined;
 }
 
 function endpointJson(endpoint: Endpoint): string {

@@ -97,6 +97,12 @@ export class EventDecoder {
   // Byte views of the DataViews records come in (one per ring buffer),
   // made once: records of several rings alternate.
   readonly #byteViews = new WeakMap<DataView, Uint8Array>();
+  // The last entries found, checked before the maps: events of one
+  // process and address pair come in runs.
+  #lastComm: CommEntry | undefined;
+  #lastCommPid = -1;
+  #lastV4Key = -1;
+  #lastV4 = "";
 
   constructor(bootToRealtimeNs: bigint) {
     this.#bootToRealtimeNs = bootToRealtimeNs;
@@ -147,8 +153,10 @@ export class EventDecoder {
     // Exact: below 2^53.
     const nsec = this.#baseNsec + view.getUint32(offset + L.timestamp_ns, true);
     const type = TYPE_CODES[view.getUint8(offset + L.type)] ?? "U";
-    const timeSec = this.#baseSec + Math.floor(nsec / 1_000_000_000);
-    const timeNsec = nsec % 1_000_000_000;
+    // Not `nsec % 1e9`: a remainder of doubles is a call into C.
+    const seconds = Math.floor(nsec / 1_000_000_000);
+    const timeSec = this.#baseSec + seconds;
+    const timeNsec = nsec - seconds * 1_000_000_000;
     const tid = view.getUint32(offset + L.tid, true);
     const uid = view.getUint32(offset + L.uid, true);
     const gid = view.getUint32(offset + L.gid, true);
@@ -225,24 +233,31 @@ export class EventDecoder {
     const w1 = view.getUint32(at + 4, true);
     const w2 = view.getUint32(at + 8, true);
     const w3 = view.getUint32(at + 12, true);
-    const cached = this.#comms.get(pid);
+    const cached = pid === this.#lastCommPid ? this.#lastComm : this.#comms.get(pid);
     if (cached && cached.w0 === w0 && cached.w1 === w1 && cached.w2 === w2 && cached.w3 === w3) {
+      this.#lastCommPid = pid;
+      this.#lastComm = cached;
       return cached.value;
     }
-    const value = decodeComm(this.#bytes(view), at);
+    const entry = { w0, w1, w2, w3, value: decodeComm(this.#bytes(view), at) };
     if (this.#comms.size >= CACHE_LIMIT) this.#comms.clear();
-    this.#comms.set(pid, { w0, w1, w2, w3, value });
-    return value;
+    this.#comms.set(pid, entry);
+    this.#lastCommPid = pid;
+    this.#lastComm = entry;
+    return entry.value;
   }
 
   #v4(view: DataView, at: number): string {
     const key = view.getUint32(at, false);
+    if (key === this.#lastV4Key) return this.#lastV4;
     let value = this.#ipv4.get(key);
     if (value === undefined) {
       value = `${key >>> 24}.${(key >>> 16) & 0xff}.${(key >>> 8) & 0xff}.${key & 0xff}`;
       if (this.#ipv4.size >= CACHE_LIMIT) this.#ipv4.clear();
       this.#ipv4.set(key, value);
     }
+    this.#lastV4Key = key;
+    this.#lastV4 = value;
     return value;
   }
 

@@ -91,6 +91,10 @@ export class ContainerResolver implements Disposable {
   readonly #cgroupIds: CgroupIds;
   readonly #entries = new Map<number, Entry>();
   readonly #listeners = new Set<() => void>();
+  // The last final entry looked up (events come in runs of one process);
+  // forgotten whenever #entries changes.
+  #lastMntns = -1;
+  #lastInfo: ContainerInfo = NO_CONTAINER;
   #snapshot = new Map<number, number>();
   #snapshotAt = Number.NEGATIVE_INFINITY;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -123,8 +127,14 @@ export class ContainerResolver implements Disposable {
    * is gone, its cgroup.
    */
   lookup(mntns: number, pid = 0, cgroupId = 0): ContainerInfo {
+    if (mntns === this.#lastMntns) return this.#lastInfo;
     const entry = this.#entries.get(mntns);
-    if (entry !== undefined && entry.final) return entry.info;
+    if (entry !== undefined && entry.final) {
+      this.#lastMntns = mntns;
+      this.#lastInfo = entry.info;
+      return entry.info;
+    }
+    this.#lastMntns = -1;
     return this.#lookupSlow(mntns, entry, pid, cgroupId);
   }
 
@@ -142,6 +152,7 @@ export class ContainerResolver implements Disposable {
    * after the grace period). Then calls the {@link onRefresh} listeners.
    */
   refresh(): void {
+    this.#lastMntns = -1;
     const now = this.#now();
     const live = this.#scanProc(now);
     this.#kubelet.refresh();
