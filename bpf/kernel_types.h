@@ -171,7 +171,14 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
+/* The area a vmalloc'ed (CONFIG_VMAP_STACK) task stack lives in. */
+struct vm_struct {
+	unsigned long size;
+};
+
 struct task_struct {
+	void *stack; /* lowest address of the task's kernel stack */
+	struct vm_struct *stack_vm_area;
 	unsigned int flags;
 	int pid;
 	int tgid;

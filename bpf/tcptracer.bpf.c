@@ -418,19 +418,166 @@ static __always_inline int handle_set_state(struct sock *sk, int oldstate, int n
 	return 0;
 }
 
+/*
+ * Rescuing the state changes the kernel skips.
+ *
+ * The kernel runs a program of a tracepoint at most once at a time on a
+ * CPU. When an interrupt arrives while tcp_set_state runs in process
+ * context, and the softirq that follows changes the state of another
+ * socket, the kernel skips tcp_set_state for that change (it counts it in
+ * the program's recursion_misses): its event would be lost. So a second
+ * program, rescue_state, is attached to the same tracepoint after it. The
+ * kernel calls both, in that order, for every state change; when it skips
+ * tcp_set_state because the interrupted frame is running it, rescue_state
+ * is not running and is called. It handles the state change when, and only
+ * when, tcp_set_state did not run for this very call.
+ *
+ * How it knows: tcp_set_state first writes a token of its call, the address
+ * of its arguments (on the stack of this call of the tracepoint), the
+ * socket and the two states, and rescue_state compares. Calls nest only
+ * across stacks: process context on the task's stack, softirq on the
+ * interrupt stack (or on a task's stack when no other call is under way on
+ * this CPU, as in ksoftirqd), and no two calls on the same stack overlap.
+ * So with one slot per stack, the slot rescue_state reads holds the token
+ * of its own call if tcp_set_state ran for it, whatever ran nested in
+ * between. user space counts what is left: runs skipped minus rescued.
+ */
+struct call_token {
+	__u64 args; /* address of the tracepoint's arguments */
+	__u64 sk;
+	__u64 states; /* oldstate << 32 | newstate */
+};
+
+/* Per CPU: [0] for calls on a task's stack, [1] on the interrupt stack. */
+struct call_slots {
+	struct call_token on_stack[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct call_slots);
+} state_calls SEC(".maps");
+
+/* State changes handled by rescue_state, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} rescued SEC(".maps");
+
+/* Without CONFIG_VMAP_STACK the area is not known: 16 KiB is x86-64's and
+ * arm64's THREAD_SIZE (only KASAN kernels have larger stacks). */
+#define DEFAULT_STACK_BYTES 16384
+
+/* The slot of a call whose arguments are at `args`: 0 on the task's stack. */
+static __always_inline struct call_token *call_slot(const void *args)
+{
+	struct task_struct *task;
+	struct vm_struct *area = 0;
+	struct call_slots *slots;
+	__u64 base, size = DEFAULT_STACK_BYTES;
+	__u32 zero = 0;
+
+	slots = bpf_map_lookup_elem(&state_calls, &zero);
+	if (!slots)
+		return 0;
+	if (HAVE_TASK_BTF) {
+		task = bpf_get_current_task_btf();
+		base = (__u64)task->stack;
+		if (bpf_core_field_exists(task->stack_vm_area))
+			area = task->stack_vm_area;
+		if (area)
+			size = area->size;
+	} else {
+		task = (struct task_struct *)bpf_get_current_task();
+		base = (__u64)BPF_CORE_READ(task, stack);
+		if (bpf_core_field_exists(task->stack_vm_area))
+			area = BPF_CORE_READ(task, stack_vm_area);
+		if (area)
+			size = BPF_CORE_READ(area, size);
+	}
+	return &slots->on_stack[(__u64)args - base < size ? 0 : 1];
+}
+
+static __always_inline __u64 states_of(int oldstate, int newstate)
+{
+	return (__u64)(__u32)oldstate << 32 | (__u32)newstate;
+}
+
+static __always_inline void mark_handled(const void *args, const struct sock *sk,
+					 int oldstate, int newstate)
+{
+	struct call_token *slot = call_slot(args);
+
+	if (!slot)
+		return;
+	slot->args = (__u64)args;
+	slot->sk = (__u64)sk;
+	slot->states = states_of(oldstate, newstate);
+}
+
+/* Whether tcp_set_state ran for this call; clears the token. */
+static __always_inline bool was_handled(const void *args, const struct sock *sk,
+					int oldstate, int newstate)
+{
+	struct call_token *slot = call_slot(args);
+
+	if (!slot)
+		return true;
+	if (slot->args != (__u64)args || slot->sk != (__u64)sk ||
+	    slot->states != states_of(oldstate, newstate))
+		return false;
+	/* A later call at the same address must not match a stale token. */
+	slot->args = 0;
+	return true;
+}
+
+static __always_inline int rescue(const void *args, struct sock *sk, int oldstate,
+				  int newstate, const bool btf)
+{
+	__u32 zero = 0;
+	__u64 *count;
+
+	if (was_handled(args, sk, oldstate, newstate))
+		return 0;
+	count = bpf_map_lookup_elem(&rescued, &zero);
+	if (count)
+		*count += 1;
+	return handle_set_state(sk, oldstate, newstate, btf);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_set_state_btf, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
+	mark_handled(ctx, sk, oldstate, newstate);
 	return handle_set_state((struct sock *)sk, oldstate, newstate, true);
 }
 
-/* Same handler for kernels whose BTF cannot type the tracepoint. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(rescue_state_btf, const struct sock *sk, const int oldstate,
+	     const int newstate)
+{
+	return rescue(ctx, (struct sock *)sk, oldstate, newstate, true);
+}
+
+/* The same pair for kernels whose BTF cannot type the tracepoint. */
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(tcp_set_state_raw, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
+	mark_handled(ctx, sk, oldstate, newstate);
 	return handle_set_state((struct sock *)sk, oldstate, newstate, false);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(rescue_state_raw, const struct sock *sk, const int oldstate,
+	     const int newstate)
+{
+	return rescue(ctx, (struct sock *)sk, oldstate, newstate, false);
 }
 
 /* The TCP (IPv4 or IPv6) socket of a socket file, or NULL. */

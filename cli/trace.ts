@@ -158,7 +158,6 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
         output.flushIfFull();
       }
     };
-    let lastLostCheck = performance.now();
     let running = true;
     while (running && !output.closed) {
       // Events are formatted before the next record is decoded.
@@ -166,10 +165,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
       // A write tells that the reader is gone; with nothing to write, ask.
       const writing = output.buffer.length > 0;
       if (!output.flush() || (!writing && output.readerGone())) break;
-      if (performance.now() - lastLostCheck >= 1000) {
-        tracer.reportLost();
-        lastLostCheck = performance.now();
-      }
+      tracer.reportLost();
       if (read > 0) {
         // Events are flowing: let a batch build up for a moment rather
         // than ask poll() (a thread hop per call) after every few events.

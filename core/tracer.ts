@@ -137,9 +137,14 @@ export function encodeConfig(options: TracerOptions): Uint8Array {
   return bytes;
 }
 
-const STATE_PROGRAMS: Record<AttachMethod, string> = {
-  tp_btf: "tcp_set_state_btf",
-  raw_tp: "tcp_set_state_raw",
+/**
+ * The programs on the state-change tracepoint, for each way to attach it:
+ * the handler, and the one after it that handles the state changes the
+ * kernel did not run the handler for (see "Rescuing" in tcptracer.bpf.c).
+ */
+const STATE_PROGRAMS: Record<AttachMethod, { handler: string; rescue: string }> = {
+  tp_btf: { handler: "tcp_set_state_btf", rescue: "rescue_state_btf" },
+  raw_tp: { handler: "tcp_set_state_raw", rescue: "rescue_state_raw" },
 };
 
 /**
@@ -165,13 +170,15 @@ export class TcpTracer {
   // The event that drain({ reuse: true }) overwrites.
   readonly #shared: TcpEvent = emptyEvent();
   readonly #lostMap: BpfMap;
+  readonly #rescuedMap: BpfMap;
   readonly #mntnsMap: BpfMap;
-  readonly #lostValue: Uint8Array;
+  readonly #perCpuValue: Uint8Array;
   readonly #pollIntervalMs: number;
   readonly #onWarning: (message: string) => void;
   #lostReported = 0n;
-  #missesReported = 0n;
-  #missesReportedAt = performance.now();
+  #unhandledReported = 0n;
+  #unhandledCheckedAt = performance.now();
+  // Programs whose skipped runs can lose an event.
   readonly #programs: BpfProgram[];
   #closed = false;
   /** How the state-change program is attached. */
@@ -189,7 +196,8 @@ export class TcpTracer {
   ) {
     this.#object = object;
     this.#links = links;
-    this.#programs = object.programs().filter((p) => p.autoload);
+    const rescue = STATE_PROGRAMS[attachMethod].rescue;
+    this.#programs = object.programs().filter((p) => p.autoload && p.name !== rescue);
     this.attachMethod = attachMethod;
     this.startupMs = startupMs;
     this.#rings = new MergedRingBuffers(rings, {
@@ -198,8 +206,9 @@ export class TcpTracer {
     });
     this.#decoder = new EventDecoder(clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME));
     this.#lostMap = object.map("lost");
+    this.#rescuedMap = object.map("rescued");
     this.#mntnsMap = object.map("allowed_mntns");
-    this.#lostValue = new Uint8Array(8 * possibleCpus());
+    this.#perCpuValue = new Uint8Array(8 * possibleCpus());
     this.#pollIntervalMs = options.pollIntervalMs ?? 100;
     this.#onWarning = options.onWarning ?? ((message) => console.error(`tcpgadget: ${message}`));
   }
@@ -230,9 +239,13 @@ export class TcpTracer {
         object = loadObject(method, seed, options);
         // Before attaching: an event with no ring to go to is lost.
         rings = createRings(object.map("events"), ringBytes(options));
-        links.push(object.program(STATE_PROGRAMS[method]).attach());
+        // The handler first: the kernel calls a tracepoint's programs in
+        // the order they were attached, and the rescue must come second.
+        const { handler, rescue } = STATE_PROGRAMS[method];
+        links.push(object.program(handler).attach());
+        links.push(object.program(rescue).attach());
         for (const program of object.programs()) {
-          if (!program.autoload || program.name.startsWith("tcp_set_state")) continue;
+          if (!program.autoload || program.name === handler || program.name === rescue) continue;
           if (program.name === SEED_PROGRAM) continue;
           try {
             links.push(program.attach());
@@ -259,7 +272,7 @@ export class TcpTracer {
         for (const mntns of options.mountNamespaces ?? []) tracer.allowMountNamespace(mntns);
         return tracer;
       } catch (error) {
-        for (const link of links) link.close();
+        closeLinks(links);
         for (const ring of rings) ring.close();
         object?.close();
         firstError ??= error;
@@ -325,30 +338,41 @@ export class TcpTracer {
   /** Events dropped by the kernel so far because the ring buffer was full. */
   lostEvents(): bigint {
     if (this.#closed) return this.#lostReported;
-    const key = new Uint8Array(4);
-    if (!this.#lostMap.lookup(key, this.#lostValue)) return 0n;
-    const view = new DataView(this.#lostValue.buffer);
-    let total = 0n;
-    for (let i = 0; i < this.#lostValue.length; i += 8) total += view.getBigUint64(i, true);
-    return total;
+    return this.#sumPerCpu(this.#lostMap);
   }
 
   /**
-   * Times the kernel skipped one of the programs because it was already
-   * running on that CPU (an interrupt arrived during it and hit the same
-   * tracepoint). Such a skip may have dropped an event; nothing else would
-   * tell.
+   * Runs of the programs that the kernel skipped, and nothing made up for:
+   * each may have been an event. A program is skipped when it is already
+   * running on that CPU (an interrupt came in the middle of it and hit the
+   * same tracepoint); skipped state changes are handled by the rescue
+   * program, so this stays 0 unless the kernel skipped the rescue too.
    */
-  skippedRuns(): bigint {
-    if (this.#closed) return this.#missesReported;
+  unhandledRuns(): bigint {
+    if (this.#closed) return this.#unhandledReported;
+    let skipped = 0n;
+    for (const program of this.#programs) skipped += program.recursionMisses();
+    // Negative would mean a state change handled twice: a bug, not a loss.
+    return skipped - this.#sumPerCpu(this.#rescuedMap);
+  }
+
+  /** Rescued state changes: runs of the handler the kernel skipped. */
+  rescuedRuns(): bigint {
+    return this.#closed ? 0n : this.#sumPerCpu(this.#rescuedMap);
+  }
+
+  #sumPerCpu(map: BpfMap): bigint {
+    if (!map.lookup(new Uint8Array(4), this.#perCpuValue)) return 0n;
+    const view = new DataView(this.#perCpuValue.buffer);
     let total = 0n;
-    for (const program of this.#programs) total += program.recursionMisses();
+    for (let i = 0; i < this.#perCpuValue.length; i += 8) total += view.getBigUint64(i, true);
     return total;
   }
 
   /**
-   * Warns "lost N events" if more were lost since the last report, and
-   * (every 10 s, or when `final`) about program runs the kernel skipped.
+   * Warns "lost N events" if more were lost since the last report: ring
+   * buffer full, or (checked every second, and when `final`) program runs
+   * the kernel skipped that were not rescued.
    */
   reportLost(final = false): void {
     const lost = this.lostEvents();
@@ -356,17 +380,15 @@ export class TcpTracer {
       this.#onWarning(`lost ${lost - this.#lostReported} events (ring buffer full)`);
       this.#lostReported = lost;
     }
-    // Skips come in a steady trickle on a busy host: a summary every 10 s.
-    if (!final && performance.now() - this.#missesReportedAt < 10_000) return;
-    this.#missesReportedAt = performance.now();
-    const skipped = this.skippedRuns();
-    if (skipped > this.#missesReported) {
+    if (!final && performance.now() - this.#unhandledCheckedAt < 1000) return;
+    this.#unhandledCheckedAt = performance.now();
+    const unhandled = this.unhandledRuns();
+    if (unhandled > this.#unhandledReported) {
+      const runs = unhandled - this.#unhandledReported;
       this.#onWarning(
-        `the kernel skipped ${
-          skipped - this.#missesReported
-        } runs of tcpgadget's programs (nested on a busy CPU): events may be missing`,
+        `lost up to ${runs} events (the kernel skipped ${runs} runs of tcpgadget's programs)`,
       );
-      this.#missesReported = skipped;
+      this.#unhandledReported = unhandled;
     }
   }
 
@@ -384,7 +406,7 @@ export class TcpTracer {
   /** Detaches every program and frees every kernel object. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    for (const link of this.#links) link.close();
+    closeLinks(this.#links);
     try {
       this.reportLost(true);
     } catch {
@@ -415,8 +437,10 @@ function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions)
   try {
     object.setConstant("config", encodeConfig(options));
     const kinds = kindsMask(options.kinds);
-    for (const [other, program] of Object.entries(STATE_PROGRAMS)) {
-      if (other !== method) object.program(program).autoload = false;
+    for (const [other, programs] of Object.entries(STATE_PROGRAMS)) {
+      if (other === method) continue;
+      object.program(programs.handler).autoload = false;
+      object.program(programs.rescue).autoload = false;
     }
     // Accepts are needed for A and to know who owns a connection at X.
     const needsOwners = (kinds & (KIND_ACCEPT | KIND_CLOSE | KIND_UNKNOWN)) !== 0;
@@ -469,6 +493,15 @@ function ringBytes(options: TracerOptions): number {
     throw new TcpgadgetError(`ring buffer size ${size} is not a power of two of at least 4096`);
   }
   return size;
+}
+
+/**
+ * Detaches in the reverse order of attaching: the rescue program before
+ * the handler, so that it never runs without it (it would handle every
+ * state change a second time).
+ */
+function closeLinks(links: BpfLink[]): void {
+  for (const link of links.toReversed()) link.close();
 }
 
 function message(error: unknown): string {

@@ -67,7 +67,7 @@ function denoDir(): string {
  */
 function lines(stderr: string): string[] {
   return stderr.split("\n").filter(Boolean)
-    .filter((line) => !/: (lost \d+ events|the kernel skipped \d+)/.test(line))
+    .filter((line) => !/: lost (up to )?\d+ events/.test(line))
     .filter((line) => !/: upload interrupted \(copy into pod \S+ is damaged: /.test(line))
     .map((line) =>
       line.replace(/tcpgadget-[0-9a-f]{6}-/g, "tcpgadget-RUN-")

@@ -76,6 +76,8 @@ Deno.test({
     assertEquals(
       object.programs().map((p) => p.name).sort(),
       [
+        "rescue_state_btf",
+        "rescue_state_raw",
         "seed_owners",
         "tcp_accept4_exit",
         "tcp_accept_exit",

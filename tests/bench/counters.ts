@@ -523,9 +523,9 @@ export class ReferenceCounter extends LineCounter {
   }
 }
 
-/** Sum of the "lost N events" a tracer reported on stderr. */
+/** Sum of the "lost N events" (and "lost up to N events") a tracer reported on stderr. */
 export function lostEvents(stderr: string): number {
   let total = 0;
-  for (const match of stderr.matchAll(/lost (\d+) events/gi)) total += Number(match[1]);
+  for (const match of stderr.matchAll(/lost (?:up to )?(\d+) events/gi)) total += Number(match[1]);
   return total;
 }
