@@ -369,14 +369,25 @@ static __always_inline void on_close(struct sock *sk, const bool btf)
 		bpf_map_delete_elem(&owners, &key);
 }
 
+/*
+ * Whether a state change makes an event or changes the owners map: 4 of
+ * the 10 a connection goes through. The others (LISTEN, SYN_RECV ->
+ * ESTABLISHED, FIN_WAIT2, TIME_WAIT, ...) leave before reading anything.
+ */
+static __always_inline bool acts_on(int oldstate, int newstate)
+{
+	return newstate == TCP_SYN_SENT || oldstate == TCP_SYN_SENT ||
+	       (is_open(oldstate) && !is_open(newstate)) ||
+	       (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE);
+}
+
+/* A state change acts_on() accepted. */
 static __always_inline int handle_set_state(struct sock *sk, int oldstate, int newstate,
 					    const bool btf)
 {
 	__u64 key = (__u64)sk;
 	struct owner *owner;
 
-	/* Most transitions (LISTEN, FIN_WAIT2, TIME_WAIT, ...) are not
-	 * interesting: leave before reading anything. */
 	if (newstate == TCP_SYN_SENT) {
 		struct owner current;
 
@@ -411,10 +422,8 @@ static __always_inline int handle_set_state(struct sock *sk, int oldstate, int n
 		on_close(sk, btf);
 		return 0;
 	}
-	if (oldstate == TCP_SYN_RECV && newstate == TCP_CLOSE) {
-		/* Accepted (TCP Fast Open) but never established. */
-		bpf_map_delete_elem(&owners, &key);
-	}
+	/* SYN_RECV -> CLOSE: accepted (TCP Fast Open), never established. */
+	bpf_map_delete_elem(&owners, &key);
 	return 0;
 }
 
@@ -546,6 +555,8 @@ static __always_inline int rescue(const void *args, struct sock *sk, int oldstat
 	count = bpf_map_lookup_elem(&rescued, &zero);
 	if (count)
 		*count += 1;
+	if (!acts_on(oldstate, newstate))
+		return 0;
 	return handle_set_state(sk, oldstate, newstate, btf);
 }
 
@@ -553,7 +564,10 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_set_state_btf, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
+	/* Every call, so that user space can count skipped calls exactly. */
 	mark_handled(ctx, sk, oldstate, newstate);
+	if (!acts_on(oldstate, newstate))
+		return 0;
 	return handle_set_state((struct sock *)sk, oldstate, newstate, true);
 }
 
@@ -569,7 +583,10 @@ SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(tcp_set_state_raw, const struct sock *sk, const int oldstate,
 	     const int newstate)
 {
+	/* Every call, so that user space can count skipped calls exactly. */
 	mark_handled(ctx, sk, oldstate, newstate);
+	if (!acts_on(oldstate, newstate))
+		return 0;
 	return handle_set_state((struct sock *)sk, oldstate, newstate, false);
 }
 

@@ -39,9 +39,6 @@ export const DEFAULT_IO: TraceIo = {
 /** The signals that end tracing quietly. */
 export const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
-// While events flow, how long to let them gather between reads.
-const BATCH_MS = 10;
-
 /** The tracer options that `trace tcp` flags ask for. */
 export function tracerOptions(flags: TraceFlags, io: TraceIo = DEFAULT_IO): TracerOptions {
   return {
@@ -169,7 +166,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
       if (read > 0) {
         // Events are flowing: let a batch build up for a moment rather
         // than ask poll() (a thread hop per call) after every few events.
-        await new Promise((resolve) => setTimeout(resolve, BATCH_MS));
+        await new Promise((resolve) => setTimeout(resolve, tracer.batchIntervalMs));
         running = !stopping;
       } else {
         running = await tracer.wait();

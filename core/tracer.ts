@@ -105,12 +105,32 @@ export const CONFIG_LAYOUT = {
  * The default size of each CPU's ring buffer: 8 MiB over all CPUs, at
  * least 512 KiB and at most 4 MiB per CPU. One CPU at the most events a
  * second measured here (about 250,000, 128 bytes each) fills 4 MiB in
- * 130 ms, 512 KiB in 16 ms; a busy reader reads every 10 ms.
+ * 130 ms, 512 KiB in 16 ms; a busy reader reads every
+ * {@link batchIntervalMs}.
  */
 export function defaultRingBytes(cpus: number): number {
   let size = 4 << 20;
   while (size > 512 << 10 && size * cpus > 8 << 20) size /= 2;
   return size;
+}
+
+/**
+ * How long a busy reader lets events gather between reads, with rings of
+ * `ringBytes` each: a third of the time one CPU at the highest rate above
+ * takes to fill one, from 10 to 50 ms (43 ms for 4 MiB). Each read costs
+ * a wakeup and cold caches, hundreds of µs of CPU in a VM, so fewer reads
+ * slow the traced workload less; a ring must not fill in between.
+ *
+ * @example
+ * ```ts
+ * import { batchIntervalMs } from "./tracer.ts";
+ * batchIntervalMs(4 << 20); // 43
+ * batchIntervalMs(512 << 10); // 10
+ * ```
+ */
+export function batchIntervalMs(ringBytes: number): number {
+  const fillMs = ringBytes / (250_000 * 128) * 1000;
+  return Math.min(50, Math.max(10, Math.floor(fillMs / 3)));
 }
 
 /** Encodes `struct tcptracer_config`. */
@@ -185,6 +205,8 @@ export class TcpTracer {
   readonly attachMethod: AttachMethod;
   /** Milliseconds from {@link open} to attached programs. */
   readonly startupMs: number;
+  /** How long a busy reader lets events gather between reads ({@link batchIntervalMs}). */
+  readonly batchIntervalMs: number;
 
   private constructor(
     object: BpfObject,
@@ -210,6 +232,7 @@ export class TcpTracer {
     this.#mntnsMap = object.map("allowed_mntns");
     this.#perCpuValue = new Uint8Array(8 * possibleCpus());
     this.#pollIntervalMs = options.pollIntervalMs ?? 100;
+    this.batchIntervalMs = batchIntervalMs(rings[0].size);
     this.#onWarning = options.onWarning ?? ((message) => console.error(`tcpgadget: ${message}`));
   }
 

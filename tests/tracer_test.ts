@@ -5,7 +5,12 @@
  * ports, error, and that each occurs exactly once.
  */
 
-import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
+import {
+  batchIntervalMs,
+  defaultRingBytes,
+  TcpTracer,
+  type TracerOptions,
+} from "../core/tracer.ts";
 import type { TcpEvent } from "../core/event.ts";
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -17,6 +22,16 @@ import { buildChurn, type ChurnResult } from "./bench/churn.ts";
 import { hasCompiler } from "./bench/compile.ts";
 
 const ignore = needsBpf("tracer_test.ts");
+
+Deno.test("ring buffer sizes per CPU count, and how long a busy reader waits between reads", () => {
+  const mib = 1 << 20;
+  assertEquals(
+    [1, 2, 4, 8, 16, 64].map(defaultRingBytes),
+    [4, 4, 2, 1, 0.5, 0.5].map((n) => n * mib),
+  );
+  // A third of the time a ring fills at 250,000 events of 128 bytes a second.
+  assertEquals([4, 2, 1, 0.5, 16].map((n) => batchIntervalMs(n * mib)), [43, 21, 10, 10, 50]);
+});
 
 /** Whether this kernel's BTF types the tracepoint, so tp_btf must be used. */
 function kernelHasTpBtf(): boolean {

@@ -15,7 +15,9 @@
  * Runs alternate, untraced then traced, for each tracer in each round, so
  * that a drift in the machine's speed (other work, thermal, ...) touches
  * both alike; the report gives medians, and the ratio is the median of
- * each traced run over the untraced run just before it.
+ * each traced run over the mean of the untraced runs just before and just
+ * after it (a last untraced run closes the sequence), which cancels a
+ * steady drift.
  *
  * @module
  */
@@ -166,11 +168,15 @@ function table(header: string[], rows: string[][]): string[] {
   return [line(header), ...rows.map(line)];
 }
 
-/** Traced runs of one tracer, each with the untraced run just before it. */
+/** A traced run with the untraced runs just before and just after it. */
 interface Pair {
-  untraced: ChurnResult;
+  before: ChurnResult;
   traced: TracedResult;
+  after: ChurnResult;
 }
+
+/** The traced rate over the mean untraced rate around it. */
+const vsUntraced = (p: Pair) => p.traced.churn.rate / ((p.before.rate + p.after.rate) / 2);
 
 /** Tracer CPU seconds per million lines printed (events, for tcpgadget). */
 const cpuPerMillion = (r: TracedResult) => r.lines > 0 ? r.cpu / r.lines * 1e6 : NaN;
@@ -192,7 +198,7 @@ function tcpgadgetRows(pairsBySpec: Map<TracerSpec, Pair[]>, bpf: boolean): stri
     rows.push([
       spec.label,
       int(median(runs.map((r) => r.churn.rate))),
-      `${fixed(median(pairs.map((p) => p.traced.churn.rate / p.untraced.rate)), 2)}x`,
+      `${fixed(median(pairs.map(vsUntraced)), 2)}x`,
       int(expected),
       int(received),
       int(sum(runs.map((r) => r.lost))),
@@ -217,7 +223,7 @@ function referenceRows(pairsBySpec: Map<TracerSpec, Pair[]>, bpf: boolean): stri
     rows.push([
       spec.label,
       int(median(runs.map((r) => r.churn.rate))),
-      `${fixed(median(pairs.map((p) => p.traced.churn.rate / p.untraced.rate)), 2)}x`,
+      `${fixed(median(pairs.map(vsUntraced)), 2)}x`,
       int(lines),
       fixed(lines / sum(runs.map((r) => r.churn.connections)), 2),
       int(sum(runs.map((r) => r.churnEvents))),
@@ -327,16 +333,16 @@ function report(
   out.push("");
   out.push(
     "How to read: conn/s is the load generator's rate (median); vs untraced the median of each",
-    "traced run over the untraced run just before it. Events expected: 4 per connection (C, A,",
-    `X, X) over all rounds; received: those of ${CHURN_COMM} (its pid and comm) in the tracer's`,
-    "output; lost: what the tracer reported. CPU: user+system time of the tracer's process",
-    "tree (/proc/<pid>/stat) from attached to its last line read, per million lines it printed,",
-    "and as a share of one core. Peak RSS: VmHWM just before it was stopped. Attach: from spawn",
-    "to its 'tracing' line (json) or header (columns); for reference tools, to their BPF",
+    "traced run over the mean of the untraced runs just before and after it. Events expected: 4",
+    `per connection (C, A, X, X) over all rounds; received: those of ${CHURN_COMM} (its pid and`,
+    "comm) in the tracer's output; lost: what the tracer reported. CPU: user+system time of the",
+    "tracer's process tree (/proc/<pid>/stat) from attached to its last line read, per million",
+    "lines it printed, and as a share of one core. Peak RSS: VmHWM just before it was stopped.",
+    "Attach: from spawn to its 'tracing' line (json) or header (columns); for reference tools, to their BPF",
     "programs showing in /proc/<pid>/fd. Catch-up: from the end of the workload to the last of",
-    "its events read. Notes: what should not happen, e.g. recursion_misses: runs of the",
-    "tracer's BPF programs that the kernel skipped because one was already running on that CPU",
-    "(an event there would be missing without being counted as lost).",
+    "its events read. Notes: what should not happen, e.g. for a reference tool recursion_misses:",
+    "runs of its BPF programs that the kernel skipped because one was already running on that",
+    "CPU (an event there would be missing without being counted as lost; tcpgadget rescues them).",
     "The tracer's output is read by tg-tap (tests/bench/tap.c), a native reader that counts the",
     `lines of ${CHURN_COMM} itself and passes every other line, and one in 1024 of its lines,`,
     "to this harness to check in full: reading costs about what `cat >/dev/null` would.",
@@ -362,12 +368,11 @@ function progress(message: string): void {
   console.error(`bench: ${message}`);
 }
 
-function describeTraced(r: TracedResult, before: ChurnResult): string {
-  const ratio = fixed(r.churn.rate / before.rate, 2);
+function describeTraced(r: TracedResult): string {
   const events = r.spec.mode === "reference"
     ? `${int(r.lines)} lines`
     : `${int(r.churnEvents)}/${int(4 * r.churn.connections)} events`;
-  return `${r.spec.label}: ${int(r.churn.rate)} conn/s (${ratio}x), ${events}, ` +
+  return `${r.spec.label}: ${int(r.churn.rate)} conn/s, ${events}, ` +
     `lost ${int(r.lost)}, CPU ${fixed(r.cpu, 2)} s, attach ${int(r.attachMs)} ms, ` +
     `catch-up ${fixed(r.lagSeconds, 2)} s, reader CPU ${fixed(r.readerCpu, 3)} s ` +
     `(tg-tap ${fixed(r.tapCpu, 3)} s in ${int(r.tapReads)} reads, ` +
@@ -437,12 +442,24 @@ async function run(options: BenchOptions): Promise<number> {
     const untraced: ChurnResult[] = [];
     const pairsBySpec = new Map<TracerSpec, Pair[]>(specs.map((s) => [s, []]));
     const unavailable = new Map<string, string>();
+    // The last traced run, waiting for the untraced run after it.
+    let open: Omit<Pair, "after"> | undefined;
+    const runUntracedBetween = async (label: string) => {
+      const run = await runUntraced(children, binary, churn, limits);
+      untraced.push(run);
+      progress(`${label}untraced: ${int(run.rate)} conn/s`);
+      if (open) {
+        const pair = { ...open, after: run };
+        pairsBySpec.get(pair.traced.spec)!.push(pair);
+        progress(`  ${pair.traced.spec.label}: ${fixed(vsUntraced(pair), 2)}x the runs around it`);
+        open = undefined;
+      }
+      return run;
+    };
     for (let round = 1; round <= options.rounds; round++) {
       for (const spec of specs) {
         if (unavailable.has(spec.label)) continue;
-        const before = await runUntraced(children, binary, churn, limits);
-        untraced.push(before);
-        progress(`round ${round}/${options.rounds} untraced: ${int(before.rate)} conn/s`);
+        const before = await runUntracedBetween(`round ${round}/${options.rounds} `);
         let traced: TracedResult;
         try {
           traced = await runTraced(spec, children, binaries, churn, limits);
@@ -452,11 +469,12 @@ async function run(options: BenchOptions): Promise<number> {
           progress(error.message);
           continue;
         }
-        pairsBySpec.get(spec)!.push({ untraced: before, traced });
-        progress(`round ${round}/${options.rounds} ${describeTraced(traced, before)}`);
+        open = { before, traced };
+        progress(`round ${round}/${options.rounds} ${describeTraced(traced)}`);
         for (const anomaly of traced.anomalies) progress(`  ${anomaly}`);
       }
     }
+    if (open) await runUntracedBetween("last ");
     console.log(report(options, untraced, pairsBySpec, unavailable).join("\n"));
     return 0;
   } finally {
