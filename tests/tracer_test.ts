@@ -17,6 +17,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { assertSameEvents, collectEvents, type ExpectedEvent } from "./helpers/collect.ts";
 import { createLinkedNetns, netnsInode } from "./helpers/netns.ts";
 import { needsBpf } from "./helpers/privileges.ts";
+import { type StateChange, StateChangeRecorder } from "./helpers/ftrace.ts";
 import { assertProgramsGone, programIdsHeldBy } from "./helpers/bpf_programs.ts";
 import { buildChurn, type ChurnResult } from "./bench/churn.ts";
 import { hasCompiler } from "./bench/compile.ts";
@@ -518,10 +519,20 @@ for (const forceRawTracepoint of [false, true]) {
       // connections as fast as it can; its softirqs interrupt the handler
       // often enough that the kernel skips hundreds of its runs a second.
       const dir = await Deno.makeTempDir({ prefix: "tcpgadget-rescue-" });
+      let kernel: StateChangeRecorder | undefined;
       try {
         const churn = await buildChurn(dir);
         const warnings: string[] = [];
         const options = { forceRawTracepoint, onWarning: (w: string) => warnings.push(w) };
+        // The kernel's own record of the connects and closes, as ground
+        // truth: rarely (about once in 5 million connections here) a
+        // socket leaves CLOSE_WAIT without the tracepoint being called,
+        // and ftrace does not see that close either.
+        const perCpuKib = Math.min(32 << 10, (512 << 10) / navigator.hardwareConcurrency);
+        kernel = StateChangeRecorder.start(
+          "(oldstate == 2 && newstate == 1) || oldstate == 8 || (oldstate == 1 && newstate != 8)",
+          perCpuKib,
+        );
         await withTracer(options, async (tracer) => {
           assertEquals(tracer.attachMethod, forceRawTracepoint ? "raw_tp" : "tp_btf");
           const rounds = 5;
@@ -559,9 +570,14 @@ for (const forceRawTracepoint of [false, true]) {
             const onChurnPorts = unknown.filter((u) =>
               report.ports.includes(u.sport) || report.ports.includes(u.dport)
             );
+            const seen = kernelCounts(kernel!.take(), report.ports);
+            assertEquals(seen.C, connections);
+            if (seen.X !== 2 * connections) {
+              console.log(`the kernel traced ${seen.X} closes of ${2 * connections} (ftrace)`);
+            }
             assertEquals(
               { ...counts, U: onChurnPorts.length },
-              { C: connections, A: connections, X: 2 * connections, U: 0 },
+              { C: connections, A: connections, X: seen.X, U: 0 },
             );
             assertEquals(tracer.lostEvents(), 0n);
             assertEquals(tracer.unhandledRuns(), 0n);
@@ -578,8 +594,21 @@ for (const forceRawTracepoint of [false, true]) {
           }
         });
       } finally {
+        kernel?.close();
         await Deno.remove(dir, { recursive: true });
       }
     },
   });
+}
+
+/** Connects (SYN_SENT -> ESTABLISHED) and closes (open -> not open) on `ports`. */
+function kernelCounts(changes: StateChange[], ports: number[]): { C: number; X: number } {
+  const open = (state: string) => state === "TCP_ESTABLISHED" || state === "TCP_CLOSE_WAIT";
+  let C = 0, X = 0;
+  for (const change of changes) {
+    if (!ports.includes(change.sport) && !ports.includes(change.dport)) continue;
+    if (change.oldstate === "TCP_SYN_SENT" && change.newstate === "TCP_ESTABLISHED") C++;
+    else if (open(change.oldstate) && !open(change.newstate)) X++;
+  }
+  return { C, X };
 }
