@@ -15,6 +15,9 @@ export interface StateChange {
   newstate: string;
 }
 
+// Per CPU where nothing is expected: a stray event still fits.
+const OTHER_CPU_KIB = 256;
+
 const LINE = /sport=(\d+) dport=(\d+) .*oldstate=(\w+) newstate=(\w+)/;
 
 /** Records `sock:inet_sock_set_state` events that match an ftrace filter. */
@@ -27,16 +30,28 @@ export class StateChangeRecorder {
   }
 
   /**
-   * Starts recording into a new trace instance with `bufferKib` per CPU.
-   * `filter` is in ftrace's syntax, e.g. `oldstate == 8`.
+   * Starts recording into a new trace instance with a buffer of
+   * `bufferKib` on each of `cpus` (where the traced work is pinned) and
+   * a small one on the others, so that memory does not grow with the
+   * machine's CPU count. `filter` is in ftrace's syntax, e.g.
+   * `oldstate == 8`.
    */
-  static start(filter: string, bufferKib: number): StateChangeRecorder {
+  static start(
+    filter: string,
+    options: { cpus: number[]; bufferKib: number },
+  ): StateChangeRecorder {
     const root = ensureTracefs();
     const dir = `${root}/instances/tcpgadget-test-${Deno.pid}`;
     Deno.mkdirSync(dir);
     const recorder = new StateChangeRecorder(dir);
     try {
-      Deno.writeTextFileSync(`${dir}/buffer_size_kb`, String(bufferKib));
+      Deno.writeTextFileSync(`${dir}/buffer_size_kb`, String(OTHER_CPU_KIB));
+      for (const cpu of options.cpus) {
+        Deno.writeTextFileSync(
+          `${dir}/per_cpu/cpu${cpu}/buffer_size_kb`,
+          String(options.bufferKib),
+        );
+      }
       const event = `${dir}/events/sock/inet_sock_set_state`;
       Deno.writeTextFileSync(`${event}/filter`, filter);
       Deno.writeTextFileSync(`${event}/enable`, "1");
@@ -81,4 +96,20 @@ export class StateChangeRecorder {
       Deno.removeSync(this.#dir);
     }
   }
+}
+
+/**
+ * The CPUs this process may run on (`Cpus_allowed_list` of
+ * /proc/self/status, e.g. `0-3,8`), in increasing order.
+ */
+export function allowedCpus(): number[] {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  const list = status.match(/^Cpus_allowed_list:\s*(\S+)$/m)?.[1];
+  if (!list) throw new Error("no Cpus_allowed_list in /proc/self/status");
+  const cpus: number[] = [];
+  for (const range of list.split(",")) {
+    const [first, last = first] = range.split("-").map(Number);
+    for (let cpu = first; cpu <= last; cpu++) cpus.push(cpu);
+  }
+  return cpus;
 }
