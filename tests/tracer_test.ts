@@ -525,7 +525,7 @@ for (const forceRawTracepoint of [false, true]) {
         const warnings: string[] = [];
         const options = { forceRawTracepoint, onWarning: (w: string) => warnings.push(w) };
         // The kernel's own record of the connects and closes, as ground
-        // truth: rarely (about once in 5 million connections here) a
+        // truth: rarely (about once in 3 to 5 million connections here) a
         // socket leaves CLOSE_WAIT without the tracepoint being called,
         // and ftrace does not see that close either.
         // tg-churn is pinned to two CPUs (loopback softirqs run on the
