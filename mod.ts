@@ -35,8 +35,10 @@ export {
   UnsupportedError,
   UsageError,
 } from "./core/errors.ts";
-export { type Enricher, NodeEnricher, type TraceEvent } from "./k8s/enrich.ts";
-export { type Formatter, formatterFor, JsonFormatter, TableFormatter } from "./cli/format.ts";
+export { type Endpoint, type Enricher, NodeEnricher, type TraceEvent } from "./core/trace_event.ts";
+export { type Formatter, formatterFor } from "./cli/output/formatter.ts";
+export { TableFormatter } from "./cli/output/table_formatter.ts";
+export { JsonFormatter } from "./cli/output/json_formatter.ts";
 export { main } from "./cli/main.ts";
 
 import { main } from "./cli/main.ts";

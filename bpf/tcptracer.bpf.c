@@ -111,8 +111,11 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-/* Keeps struct event in the object's BTF, where a test checks the decoder. */
+/* Keep struct event and the enums in the object's BTF, where a test checks
+ * them against core/tcptracer_abi.ts. */
 const struct event *unused_event __attribute__((unused));
+const enum event_type *unused_event_type __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
 
 static __always_inline bool is_open(int state)
 {

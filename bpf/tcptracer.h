@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
- * Shared between the kernel program (tcptracer.bpf.c) and the decoder
- * (core/event.ts): plain C types with explicit padding, so the layout is the
- * same for clang's BPF target and for the TypeScript side. A test checks the
- * decoder's offsets against the BTF of the compiled object.
+ * Shared between the kernel program (tcptracer.bpf.c) and user space, whose
+ * copy of this contract is core/tcptracer_abi.ts: plain C types with
+ * explicit padding, so the layout is the same for clang's BPF target and
+ * for the TypeScript side. A test checks every offset and enum value there
+ * against the BTF of the compiled object.
  */
 #ifndef TCPGADGET_TCPTRACER_H
 #define TCPGADGET_TCPTRACER_H
 
 #define TASK_COMM_LEN 16
 
-/* What happened to the connection (the T column). */
+/*
+ * What happened to the connection (the T column). Enums, not macros, so
+ * that they are in the object's BTF, where a test compares them with
+ * core/tcptracer_abi.ts.
+ */
 enum event_type {
 	EVENT_CONNECT = 1, /* C: connect() reached ESTABLISHED, or failed */
 	EVENT_ACCEPT = 2, /* A: accept()/accept4() returned it */
@@ -19,12 +24,14 @@ enum event_type {
 };
 
 /* Bits of tcptracer_config.kinds: which events the kernel emits. */
-#define KIND_CONNECT 0x1 /* successful connects */
-#define KIND_CONNECT_FAILED 0x2 /* failed connects (event.error != 0) */
-#define KIND_ACCEPT 0x4
-#define KIND_CLOSE 0x8
-#define KIND_UNKNOWN 0x10
-#define KIND_ALL 0x1f
+enum event_kind {
+	KIND_CONNECT = 0x1, /* successful connects */
+	KIND_CONNECT_FAILED = 0x2, /* failed connects (event.error != 0) */
+	KIND_ACCEPT = 0x4,
+	KIND_CLOSE = 0x8,
+	KIND_UNKNOWN = 0x10,
+	KIND_ALL = 0x1f,
+};
 
 struct event {
 	__u64 timestamp_ns; /* bpf_ktime_get_boot_ns() */
@@ -53,7 +60,7 @@ struct event {
  */
 struct tcptracer_config {
 	__u32 filter_pid; /* 0: any */
-	__u32 kinds; /* KIND_* mask */
+	__u32 kinds; /* mask of enum event_kind */
 	__u64 wakeup_bytes; /* wake the reader once this much is queued; 0: every event */
 	__u8 filter_comm_enabled;
 	__u8 filter_mntns_enabled; /* only mount namespaces in allowed_mntns */

@@ -43,6 +43,7 @@ export interface TraceFlags {
   help: boolean;
 }
 
+/** The flags of `trace tcp`: what parses them, and what writes them back (traceArgs). */
 const OPTIONS = {
   output: { type: "string", short: "o", default: "columns" },
   timeout: { type: "string", short: "t" },
@@ -68,6 +69,38 @@ const OPTIONS = {
   image: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
+
+type OptionName = keyof typeof OPTIONS;
+
+/** The long names of every flag of `trace tcp`. */
+export const TRACE_FLAG_NAMES: readonly string[] = Object.keys(OPTIONS);
+
+/** The field of {@link TraceFlags} each flag sets. */
+const FIELDS = {
+  output: "output",
+  timeout: "timeout",
+  pid: "pid",
+  comm: "comm",
+  "connect-only": "connectOnly",
+  "accept-only": "acceptOnly",
+  "failure-only": "failureOnly",
+  namespace: "namespace",
+  "all-namespaces": "allNamespaces",
+  podname: "podname",
+  containername: "containername",
+  selector: "selector",
+  node: "nodes",
+  host: "host",
+  "host-root": "hostRoot",
+  "node-name": "nodeName",
+  cluster: "cluster",
+  kubeconfig: "kubeconfig",
+  context: "context",
+  "in-cluster": "inCluster",
+  "agent-namespace": "agentNamespace",
+  image: "image",
+  help: "help",
+} as const satisfies Record<OptionName, keyof TraceFlags>;
 
 /** Usage text of `trace tcp`. */
 export const TRACE_HELP = `Trace TCP connect (C), accept (A) and close (X) events.
@@ -118,7 +151,8 @@ Columns (custom-columns names; the first twelve are the default):
  * @example
  * ```ts
  * import { parseTraceFlags } from "./flags.ts";
- * parseTraceFlags(["-o", "json", "--pid", "42"]).pid; // 42
+ * import assert from "node:assert/strict";
+ * assert.equal(parseTraceFlags(["-o", "json", "--pid", "42"]).pid, 42);
  * ```
  */
 export function parseTraceFlags(args: string[]): TraceFlags {
@@ -173,6 +207,40 @@ export function parseTraceFlags(args: string[]): TraceFlags {
   }
   checkClusterFlags(flags, values["host-root"] !== "/");
   return flags;
+}
+
+/**
+ * The command line that {@link parseTraceFlags} reads back as `flags`: every
+ * flag set to other than its default, in the table's order, each one word
+ * (`--comm=-x`, so that no value is taken for a flag).
+ *
+ * @example
+ * ```ts
+ * import { parseTraceFlags, traceArgs } from "./flags.ts";
+ * import assert from "node:assert/strict";
+ * const args = traceArgs({ output: "json", comm: "-x", connectOnly: true });
+ * assert.deepEqual(args, ["--output=json", "--comm=-x", "--connect-only"]);
+ * assert.deepEqual(parseTraceFlags(args).comm, "-x");
+ * ```
+ */
+export function traceArgs(flags: Partial<TraceFlags>): string[] {
+  const args: string[] = [];
+  for (const [option, field] of Object.entries(FIELDS) as [OptionName, keyof TraceFlags][]) {
+    const value = flags[field];
+    const spec: { type: string; default?: unknown } = OPTIONS[option];
+    if (value === undefined || value === spec.default) continue;
+    if (spec.type === "boolean") {
+      if (value === true) args.push(`--${option}`);
+      continue;
+    }
+    const text = Array.isArray(value)
+      ? value.join(",")
+      : typeof value === "object"
+      ? Object.entries(value).map(([k, v]) => `${k}=${v}`).join(",")
+      : String(value);
+    args.push(`--${option}=${text}`);
+  }
+  return args;
 }
 
 /** Flags of one mode given to the other are mistakes, not silently ignored. */

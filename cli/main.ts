@@ -4,9 +4,9 @@
  * @module
  */
 
-import { TcpgadgetError, UsageError } from "../core/errors.ts";
+import { errorLine, TcpgadgetError, UsageError } from "../core/errors.ts";
 import { CLEANUP_HELP, parseCleanupFlags, parseTraceFlags, TRACE_HELP } from "./flags.ts";
-import { traceTcp } from "./trace.ts";
+import { traceTcp } from "./node_mode.ts";
 import { versionReport } from "./version.ts";
 
 /** Top-level usage text. */
@@ -32,9 +32,8 @@ export async function main(args: string[]): Promise<number> {
       return error.exitCode;
     }
     if (Deno.env.get("TCPGADGET_DEBUG")) console.error(error);
-    const message = error instanceof Error ? error.message : String(error);
     console.error(
-      `tcpgadget: internal error: ${message.split("\n")[0]} (set TCPGADGET_DEBUG=1 for details)`,
+      `tcpgadget: internal error: ${errorLine(error)} (set TCPGADGET_DEBUG=1 for details)`,
     );
     return 70;
   }
@@ -68,7 +67,7 @@ async function dispatch(args: string[]): Promise<number> {
         return 0;
       }
       if (parsed.cluster) {
-        const { traceCluster } = await import("../k8s/cluster.ts");
+        const { traceCluster } = await import("./cluster_mode.ts");
         return await traceCluster(parsed, { main: new URL("../mod.ts", import.meta.url) });
       }
       return await traceTcp(parsed);
@@ -79,7 +78,7 @@ async function dispatch(args: string[]): Promise<number> {
         console.log(CLEANUP_HELP);
         return 0;
       }
-      const { cleanup } = await import("../k8s/cluster.ts");
+      const { cleanup } = await import("./cleanup.ts");
       return await cleanup(flags);
     }
     default:

@@ -144,7 +144,9 @@ const ERRNO_NAMES: Readonly<Record<number, string>> = {
  *
  * @example
  * ```ts
- * errnoName(111); // "ECONNREFUSED"
+ * import { errnoName } from "./errno.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(errnoName(111), "ECONNREFUSED");
  * ```
  */
 export function errnoName(errno: number): string {

@@ -55,3 +55,18 @@ export class LibbpfError extends TcpgadgetError {
     this.errno = errno;
   }
 }
+
+/**
+ * The first line of what was thrown: what a one-line report shows of it.
+ *
+ * @example
+ * ```ts
+ * import { errorLine } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(errorLine(new Error("no route\n  at x.ts:1")), "no route");
+ * assert.deepEqual(errorLine("plain"), "plain");
+ * ```
+ */
+export function errorLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0].trim();
+}

@@ -1,11 +1,12 @@
 /**
- * The event model: what the kernel reports (`struct event` of
- * bpf/tcptracer.h) and its decoding into a typed {@link TcpEvent}.
+ * The event model: what the kernel reports (`struct event`, laid out in
+ * tcptracer_abi.ts) and its decoding into a typed {@link TcpEvent}.
  *
  * @module
  */
 
 import { errnoName } from "./errno.ts";
+import { AF_INET, EVENT_LAYOUT, TYPE_LETTERS } from "./tcptracer_abi.ts";
 
 /** The T column: connect, accept, close, unknown. */
 export type EventType = "C" | "A" | "X" | "U";
@@ -51,33 +52,6 @@ export interface TcpEvent {
   error?: string;
 }
 
-// struct event (bpf/tcptracer.h); tests/event_layout_test.ts checks these
-// offsets against the BTF of the compiled object.
-export const EVENT_LAYOUT = {
-  size: 104,
-  timestamp_ns: 0,
-  cgroup_id: 8,
-  mntns_id: 16,
-  netns_id: 20,
-  pid: 24,
-  tid: 28,
-  uid: 32,
-  gid: 36,
-  saddr: 40,
-  daddr: 56,
-  sport: 72,
-  dport: 74,
-  family: 76,
-  error: 78,
-  type: 80,
-  comm: 84,
-} as const;
-
-export const AF_INET = 2;
-export const AF_INET6 = 10;
-
-const TYPE_CODES: Readonly<Record<number, EventType>> = { 1: "C", 2: "A", 3: "X", 4: "U" };
-
 /**
  * Decodes `struct event` records. `bootToRealtimeNs` converts the kernel's
  * boot-time clock to wall-clock time.
@@ -113,13 +87,15 @@ export class EventDecoder {
    *
    * @example
    * ```ts
-   * import { EventDecoder, EVENT_LAYOUT } from "./event.ts";
+   * import { EventDecoder } from "./event.ts";
+   * import { EVENT_LAYOUT } from "./tcptracer_abi.ts";
+   * import assert from "node:assert/strict";
    * const bytes = new Uint8Array(EVENT_LAYOUT.size);
    * const view = new DataView(bytes.buffer);
    * view.setUint8(EVENT_LAYOUT.type, 1);
    * view.setUint16(EVENT_LAYOUT.family, 2, true);
    * const event = new EventDecoder(0n).decode(view, 0);
-   * event.type; // "C"
+   * assert.equal(event.type, "C");
    * ```
    */
   decode(view: DataView, offset: number, into?: TcpEvent): TcpEvent {
@@ -152,7 +128,7 @@ export class EventDecoder {
     if (high !== this.#high) this.#setBase(high);
     // Exact: below 2^53.
     const nsec = this.#baseNsec + view.getUint32(offset + L.timestamp_ns, true);
-    const type = TYPE_CODES[view.getUint8(offset + L.type)] ?? "U";
+    const type = TYPE_LETTERS[view.getUint8(offset + L.type)] ?? "U";
     // Not `nsec % 1e9`: a remainder of doubles is a call into C.
     const seconds = Math.floor(nsec / 1_000_000_000);
     const timeSec = this.#baseSec + seconds;

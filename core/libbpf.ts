@@ -1,18 +1,14 @@
 /**
  * The libbpf binding: one symbol table (each argument commented with its C
- * type), the loader of the shared library, libbpf's log capture, and the
- * helpers that turn C return codes into {@link LibbpfError}s.
- *
- * libbpf 1.x returns `-errno` from functions that return an int, and NULL
- * with errno set from functions that return a pointer.
+ * type) and its opener. Log capture is in libbpf_log.ts, the turning of C
+ * return codes into errors in libbpf_errors.ts.
  *
  * @module
  */
 
-import { LibbpfError, TcpgadgetError } from "./errors.ts";
-import { errno, openLibc, strerror } from "./libc.ts";
-import { errnoName } from "./errno.ts";
+import { errorLine, TcpgadgetError } from "./errors.ts";
 import { resolveLibbpf } from "./libbpf_embedded.ts";
+import { installLogCapture } from "./libbpf_log.ts";
 
 const symbols = {
   libbpf_major_version: { parameters: [], result: "u32" },
@@ -252,7 +248,7 @@ let opened: Libbpf | undefined;
 /**
  * Opens libbpf once: the copy embedded in tcpgadget unless
  * `TCPGADGET_LIBBPF` names another one, and routes its log into
- * {@link libbpfLog}.
+ * libbpf_log.ts.
  */
 export function openLibbpf(): Libbpf {
   if (opened) return opened;
@@ -262,7 +258,7 @@ export function openLibbpf(): Libbpf {
     library = Deno.dlopen(path, symbols);
   } catch (error) {
     throw new TcpgadgetError(
-      `cannot load libbpf from ${source}: ${firstLine(error)}`,
+      `cannot load libbpf from ${source}: ${errorLine(error)}`,
       { cause: error },
     );
   } finally {
@@ -276,114 +272,4 @@ export function openLibbpf(): Libbpf {
   installLogCapture(lib);
   opened = { symbols: lib, version, source };
   return opened;
-}
-
-// libbpf's messages. WARN-level ones are kept to explain failures; with
-// TCPGADGET_DEBUG set, every message is also printed to stderr.
-const LOG_LIMIT = 400;
-const logLines: string[] = [];
-const PRINT_FN = {
-  parameters: [
-    "i32", // enum libbpf_print_level level
-    "pointer", // const char *format
-    "pointer", // va_list args
-  ],
-  result: "i32",
-} as const;
-// Referenced for the life of the process: libbpf keeps the pointer.
-const keepAlive = new Set<Deno.UnsafeCallback<typeof PRINT_FN>>();
-
-function installLogCapture(lib: LibbpfSymbols): void {
-  const debug = Boolean(Deno.env.get("TCPGADGET_DEBUG"));
-  const libc = openLibc();
-  const buffer = new Uint8Array(16384);
-  const callback = new Deno.UnsafeCallback(
-    PRINT_FN,
-    (level, format, args) => {
-      const written = libc.vsnprintf(buffer, BigInt(buffer.length), format, args);
-      if (written < 0) return 0;
-      const text = new TextDecoder().decode(
-        buffer.subarray(0, Math.min(written, buffer.length - 1)),
-      );
-      if (debug) Deno.stderr.writeSync(new TextEncoder().encode(text));
-      if (level === 0) { // LIBBPF_WARN
-        logLines.push(...text.trimEnd().split("\n"));
-        if (logLines.length > LOG_LIMIT) logLines.splice(0, logLines.length - LOG_LIMIT);
-      }
-      return written;
-    },
-  );
-  keepAlive.add(callback);
-  lib.libbpf_set_print(callback.pointer);
-}
-
-/** The warnings libbpf printed since the last {@link clearLibbpfLog}. */
-export function libbpfLog(): readonly string[] {
-  return logLines;
-}
-
-/** Forgets earlier libbpf warnings, before an operation whose log matters. */
-export function clearLibbpfLog(): void {
-  logLines.length = 0;
-}
-
-/**
- * The most telling lines of libbpf's log for a failure: its own
- * "libbpf: ..." reasons and the verifier's last line, joined on one line.
- */
-export function libbpfReason(): string {
-  const reasons: string[] = [];
-  let verifierLast = "";
-  let inVerifierLog = false;
-  for (const line of logLines) {
-    if (line.includes("-- BEGIN PROG LOAD LOG --")) {
-      inVerifierLog = true;
-      continue;
-    }
-    if (line.includes("-- END PROG LOAD LOG --")) {
-      inVerifierLog = false;
-      continue;
-    }
-    if (inVerifierLog) {
-      if (line.trim() && !line.startsWith("processed ")) verifierLast = line.trim();
-      continue;
-    }
-    const reason = line.replace(/^libbpf: /, "").trim();
-    if (reason && !reasons.includes(reason)) reasons.push(reason);
-  }
-  const main = reasons.find((r) => /failed|error|invalid|not supported|cannot/i.test(r)) ??
-    reasons.at(-1) ?? "";
-  return [main, verifierLast && `verifier: ${verifierLast}`].filter(Boolean).join("; ");
-}
-
-function describeErrno(err: number): string {
-  return `${strerror(err)} (${errnoName(err)})`;
-}
-
-/** A LibbpfError for a failed call, with libbpf's own reason if it gave one. */
-export function libbpfError(what: string, err: number): LibbpfError {
-  const reason = libbpfReason();
-  return new LibbpfError(
-    `${what}: ${describeErrno(err)}${reason ? `: ${reason}` : ""}`,
-    err,
-  );
-}
-
-/** Throws a {@link LibbpfError} if a libbpf int result is negative. */
-export function check(result: number, what: string): number {
-  if (result < 0) throw libbpfError(what, -result);
-  return result;
-}
-
-/** Throws a {@link LibbpfError} (with errno) if a libbpf pointer result is NULL. */
-export function checkPointer(
-  pointer: Deno.PointerValue,
-  what: string,
-): Deno.PointerObject {
-  if (pointer === null) throw libbpfError(what, errno() || 22 /* EINVAL */);
-  return pointer;
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
 }

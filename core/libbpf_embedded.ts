@@ -35,7 +35,7 @@ import {
   PROT_READ,
   strerror,
 } from "./libc.ts";
-import { TcpgadgetError } from "./errors.ts";
+import { errorLine, TcpgadgetError } from "./errors.ts";
 
 /** A library path for dlopen, how to describe it, and what to undo after. */
 export interface ResolvedLibrary {
@@ -80,7 +80,7 @@ export function resolveLibbpf(): ResolvedLibrary {
     try {
       return { ...inMemfd(EMBEDDED_LIBBPF), source: `${label} (memfd)` };
     } catch (error) {
-      memfdFailure = messageOf(error);
+      memfdFailure = errorLine(error);
     }
   }
   try {
@@ -90,7 +90,7 @@ export function resolveLibbpf(): ResolvedLibrary {
     };
   } catch (error) {
     throw new TcpgadgetError(
-      `cannot stage the ${label} for loading: memfd ${memfdFailure}; ${messageOf(error)}`,
+      `cannot stage the ${label} for loading: memfd ${memfdFailure}; ${errorLine(error)}`,
       { cause: error },
     );
   }
@@ -158,7 +158,7 @@ function inTemporaryFile(bytes: Uint8Array): { path: string; cleanup: () => void
     try {
       dir = Deno.makeTempDirSync({ dir: base, prefix: TEMP_PREFIX });
     } catch (error) {
-      failures.push(`${base}: ${messageOf(error)}`);
+      failures.push(`${base}: ${errorLine(error)}`);
       continue;
     }
     const path = `${dir}/libbpf.so.1`;
@@ -175,7 +175,7 @@ function inTemporaryFile(bytes: Uint8Array): { path: string; cleanup: () => void
       return { path, cleanup: () => removeQuietly(dir) };
     } catch (error) {
       removeQuietly(dir);
-      failures.push(`${base}: ${messageOf(error)}`);
+      failures.push(`${base}: ${errorLine(error)}`);
     }
   }
   throw new Error(`no usable temporary directory (${failures.join("; ")})`);
@@ -187,8 +187,4 @@ function removeQuietly(dir: string): void {
   } catch {
     // already gone; nothing else to do
   }
-}
-
-function messageOf(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
 }

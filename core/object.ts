@@ -10,14 +10,9 @@
  * @module
  */
 
-import {
-  check,
-  checkPointer,
-  clearLibbpfLog,
-  libbpfError,
-  type LibbpfSymbols,
-  openLibbpf,
-} from "./libbpf.ts";
+import { type LibbpfSymbols, openLibbpf } from "./libbpf.ts";
+import { check, checkPointer, libbpfError } from "./libbpf_errors.ts";
+import { clearLibbpfLog } from "./libbpf_log.ts";
 import { cString, EINTR, errno, openLibc, withSignalsBlocked } from "./libc.ts";
 import { TcpgadgetError } from "./errors.ts";
 

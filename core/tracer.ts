@@ -15,22 +15,16 @@ import {
   possibleCpus,
 } from "./object.ts";
 import { MergedRingBuffers, RingBufferReader } from "./ringbuf.ts";
-import { EVENT_LAYOUT, EventDecoder, type TcpEvent } from "./event.ts";
+import { EventDecoder, type TcpEvent } from "./event.ts";
+import { CONFIG_LAYOUT, EVENT_KIND, EVENT_LAYOUT, TASK_COMM_LEN } from "./tcptracer_abi.ts";
 import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "./libc.ts";
 import { openLibbpf } from "./libbpf.ts";
-import { TcpgadgetError, UnsupportedError } from "./errors.ts";
+import { errorLine, TcpgadgetError, UnsupportedError } from "./errors.ts";
 import { ensureTracefs, requireBpfPrivileges, requireKernelBtf } from "./system.ts";
+import { printWarning } from "./warning.ts";
 
 /** The compiled kernel program, embedded in tcpgadget. */
 export const BPF_OBJECT: Uint8Array = tcptracerObject;
-
-// KIND_* of bpf/tcptracer.h
-export const KIND_CONNECT = 0x1;
-export const KIND_CONNECT_FAILED = 0x2;
-export const KIND_ACCEPT = 0x4;
-export const KIND_CLOSE = 0x8;
-export const KIND_UNKNOWN = 0x10;
-export const KIND_ALL = 0x1f;
 
 /** Which events to report; the kernel drops the others. */
 export interface EventKinds {
@@ -47,6 +41,7 @@ export interface EventKinds {
  * `--failure-only` selections: their union, or everything if none is set.
  */
 export function kindsMask(kinds: EventKinds = {}): number {
+  const { KIND_ACCEPT, KIND_ALL, KIND_CONNECT, KIND_CONNECT_FAILED } = EVENT_KIND;
   let mask = 0;
   if (kinds.connect) mask |= KIND_CONNECT | KIND_CONNECT_FAILED;
   if (kinds.accept) mask |= KIND_ACCEPT;
@@ -89,18 +84,6 @@ export interface TracerOptions {
 /** How the state-change program was attached. */
 export type AttachMethod = "tp_btf" | "raw_tp";
 
-// struct tcptracer_config (bpf/tcptracer.h); tests/bpf_object_test.ts checks
-// these offsets against the BTF of the compiled object.
-export const CONFIG_LAYOUT = {
-  size: 40,
-  filter_pid: 0,
-  kinds: 4,
-  wakeup_bytes: 8,
-  filter_comm_enabled: 16,
-  filter_mntns_enabled: 17,
-  filter_comm: 24,
-} as const;
-
 /**
  * The default size of each CPU's ring buffer: 8 MiB over all CPUs, at
  * least 512 KiB and at most 4 MiB per CPU. One CPU at the most events a
@@ -124,8 +107,9 @@ export function defaultRingBytes(cpus: number): number {
  * @example
  * ```ts
  * import { batchIntervalMs } from "./tracer.ts";
- * batchIntervalMs(4 << 20); // 43
- * batchIntervalMs(512 << 10); // 10
+ * import assert from "node:assert/strict";
+ * assert.equal(batchIntervalMs(4 << 20), 43);
+ * assert.equal(batchIntervalMs(512 << 10), 10);
  * ```
  */
 export function batchIntervalMs(ringBytes: number): number {
@@ -151,7 +135,10 @@ export function encodeConfig(options: TracerOptions): Uint8Array {
   if (options.comm !== undefined) {
     view.setUint8(L.filter_comm_enabled, 1);
     // The kernel keeps 15 bytes of a command name.
-    bytes.set(new TextEncoder().encode(options.comm).subarray(0, 15), L.filter_comm);
+    bytes.set(
+      new TextEncoder().encode(options.comm).subarray(0, TASK_COMM_LEN - 1),
+      L.filter_comm,
+    );
   }
   if (options.mountNamespaces !== undefined) view.setUint8(L.filter_mntns_enabled, 1);
   return bytes;
@@ -233,7 +220,7 @@ export class TcpTracer {
     this.#perCpuValue = new Uint8Array(8 * possibleCpus());
     this.#pollIntervalMs = options.pollIntervalMs ?? 100;
     this.batchIntervalMs = batchIntervalMs(rings[0].size);
-    this.#onWarning = options.onWarning ?? ((message) => console.error(`tcpgadget: ${message}`));
+    this.#onWarning = options.onWarning ?? printWarning;
   }
 
   /**
@@ -250,7 +237,7 @@ export class TcpTracer {
     if (symbols.libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, null) === 0) {
       throw new UnsupportedError("this kernel has no BPF ring buffer (Linux 5.8 or later needed)");
     }
-    const warn = options.onWarning ?? ((m: string) => console.error(`tcpgadget: ${m}`));
+    const warn = options.onWarning ?? printWarning;
     // Preferred first; each later attempt needs less of the kernel.
     const attempts = ATTEMPTS.filter((a) => !options.forceRawTracepoint || a.method === "raw_tp");
     let firstError: unknown;
@@ -276,7 +263,7 @@ export class TcpTracer {
             // Without syscall tracepoints, accepts and closers are unknown
             // but connects and closes are still traced.
             warn(
-              `${program.name} not attached (${message(error)}): events it attributes show as U`,
+              `${program.name} not attached (${errorLine(error)}): events it attributes show as U`,
             );
           }
         }
@@ -466,6 +453,7 @@ function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions)
       object.program(programs.rescue).autoload = false;
     }
     // Accepts are needed for A and to know who owns a connection at X.
+    const { KIND_ACCEPT, KIND_CLOSE, KIND_UNKNOWN } = EVENT_KIND;
     const needsOwners = (kinds & (KIND_ACCEPT | KIND_CLOSE | KIND_UNKNOWN)) !== 0;
     object.program("tcp_accept4_exit").autoload = needsOwners;
     object.program("tcp_accept_exit").autoload = needsOwners;
@@ -525,10 +513,6 @@ function ringBytes(options: TracerOptions): number {
  */
 function closeLinks(links: BpfLink[]): void {
   for (const link of links.toReversed()) link.close();
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function emptyEvent(): TcpEvent {

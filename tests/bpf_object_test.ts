@@ -1,11 +1,17 @@
 /**
  * The committed BPF object: rebuilt from source it is byte-identical (not
- * stale), and the layouts the TypeScript side hard-codes match its BTF.
+ * stale), and the contract the TypeScript side hard-codes
+ * (core/tcptracer_abi.ts: layouts, enums) matches its BTF.
  */
 
 import { objectIsFresh } from "../bpf/build.ts";
-import { EVENT_LAYOUT } from "../core/event.ts";
-import { CONFIG_LAYOUT } from "../core/tracer.ts";
+import {
+  CONFIG_LAYOUT,
+  EVENT_KIND,
+  EVENT_LAYOUT,
+  EVENT_TYPE,
+  TASK_COMM_LEN,
+} from "../core/tcptracer_abi.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { hasCommand } from "./helpers/privileges.ts";
 
@@ -29,38 +35,63 @@ Deno.test({
 
 interface BtfMember {
   name: string;
+  type_id: number;
   bits_offset: number;
 }
 
-function btfStruct(name: string): { size: number; members: BtfMember[] } {
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size: number;
+  nr_elems?: number;
+  members: BtfMember[];
+  values: { name: string; val: number }[];
+}
+
+let btfTypes: BtfType[] | undefined;
+
+function btf(): BtfType[] {
+  if (btfTypes) return btfTypes;
   const output = new Deno.Command("bpftool", { args: ["-j", "btf", "dump", "file", OBJECT] })
     .outputSync();
-  const { types } = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-    types: { kind: string; name: string; size: number; members: BtfMember[] }[];
-  };
-  const found = types.find((t) => t.kind === "STRUCT" && t.name === name);
-  if (!found) throw new Error(`struct ${name} not in the object's BTF`);
+  ({ types: btfTypes } = JSON.parse(new TextDecoder().decode(output.stdout)));
+  return btfTypes!;
+}
+
+function btfType(kind: string, name: string): BtfType {
+  const found = btf().find((t) => t.kind === kind && t.name === name);
+  if (!found) throw new Error(`${kind.toLowerCase()} ${name} not in the object's BTF`);
   return found;
 }
 
-/** Byte offsets of the named members, as the object's BTF has them. */
-function offsets(name: string, fields: string[]): Record<string, number> {
-  const struct = btfStruct(name);
+/**
+ * Byte offsets of every member but padding, as the object's BTF has them:
+ * a member added on one side only shows as a difference.
+ */
+function offsets(name: string): Record<string, number> {
+  const struct = btfType("STRUCT", name);
   const result: Record<string, number> = { size: struct.size };
-  for (const field of fields) {
-    const member = struct.members.find((m) => m.name === field);
-    if (!member) throw new Error(`struct ${name} has no member ${field}`);
-    result[field] = member.bits_offset / 8;
+  for (const member of struct.members) {
+    if (!member.name.startsWith("pad")) result[member.name] = member.bits_offset / 8;
   }
   return result;
+}
+
+/** The values of a C enum, by name. */
+function enumValues(name: string): Record<string, number> {
+  return Object.fromEntries(btfType("ENUM", name).values.map((v) => [v.name, v.val]));
 }
 
 Deno.test({
   name: "bpf object: struct event layout matches the decoder",
   ignore: noBpftool,
   fn() {
-    const { size: _, ...fields } = EVENT_LAYOUT;
-    assertEquals(offsets("event", Object.keys(fields)), { ...EVENT_LAYOUT });
+    assertEquals(offsets("event"), { ...EVENT_LAYOUT });
+    // The command name's array length is the decoder's TASK_COMM_LEN.
+    const comm = btfType("STRUCT", "event").members.find((m) => m.name === "comm")!;
+    const array = btf().find((t) => t.id === comm.type_id);
+    assertEquals(array?.nr_elems, TASK_COMM_LEN);
   },
 });
 
@@ -68,7 +99,15 @@ Deno.test({
   name: "bpf object: struct tcptracer_config layout matches the encoder",
   ignore: noBpftool,
   fn() {
-    const { size: _, ...fields } = CONFIG_LAYOUT;
-    assertEquals(offsets("tcptracer_config", Object.keys(fields)), { ...CONFIG_LAYOUT });
+    assertEquals(offsets("tcptracer_config"), { ...CONFIG_LAYOUT });
+  },
+});
+
+Deno.test({
+  name: "bpf object: event kinds and type codes match the C enums",
+  ignore: noBpftool,
+  fn() {
+    assertEquals(enumValues("event_kind"), { ...EVENT_KIND });
+    assertEquals(enumValues("event_type"), { ...EVENT_TYPE });
   },
 });

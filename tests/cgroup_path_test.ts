@@ -4,7 +4,11 @@
  * kind and docker-in-docker prefixes, cgroup namespaces.
  */
 
-import { parseCgroupPath, parseProcCgroup, podContainerOfProcCgroup } from "../k8s/cgroup_path.ts";
+import {
+  parseCgroupPath,
+  parseProcCgroup,
+  podContainerOfProcCgroup,
+} from "../k8s/node/cgroup_path.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
 const cases: [string, string, { podUid: string; containerId: string } | undefined][] = [

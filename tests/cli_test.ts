@@ -8,7 +8,7 @@ import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { assertProgramsGone, programIdsHeldBy } from "./helpers/bpf_programs.ts";
 import { CliRun, inPrivateMounts } from "./helpers/cli.ts";
-import { SEED_JSON_KEYS } from "../cli/format.ts";
+import { SEED_JSON_KEYS } from "../cli/output/json_formatter.ts";
 import { needsBpf } from "./helpers/privileges.ts";
 
 const ignore = needsBpf("cli_test.ts");

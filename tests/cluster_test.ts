@@ -27,8 +27,8 @@ import {
   PodActor,
   sorted,
 } from "./helpers/cluster.ts";
-import { DEFAULT_AGENT_IMAGE } from "../k8s/agent_pod.ts";
-import { sha256File } from "../k8s/self_copy.ts";
+import { DEFAULT_AGENT_IMAGE } from "../k8s/api/agent_pod.ts";
+import { sha256File } from "../k8s/api/self_copy.ts";
 
 const FILE = "tests/cluster_test.ts";
 const SKIP = clusterSkipReason();

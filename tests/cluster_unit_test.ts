@@ -7,10 +7,10 @@
 import * as k8s from "@kubernetes/client-node";
 import { assertEquals } from "./helpers/assert.ts";
 import { parseTraceFlags } from "../cli/flags.ts";
-import { agentArgs } from "../k8s/cluster.ts";
-import { agentCommand, agentPod } from "../k8s/agent_pod.ts";
-import { execUrl } from "../k8s/exec.ts";
-import { apiError } from "../k8s/kube_client.ts";
+import { agentArgs } from "../cli/cluster_mode.ts";
+import { agentCommand, agentPod } from "../k8s/api/agent_pod.ts";
+import { execUrl } from "../k8s/api/exec.ts";
+import { apiError } from "../k8s/api/api_errors.ts";
 
 Deno.test("cluster: the agent runs node mode with the filters, as JSON, on the host's root", () => {
   const flags = parseTraceFlags([
@@ -30,30 +30,29 @@ Deno.test("cluster: the agent runs node mode with the filters, as JSON, on the h
     "-o",
     "columns",
   ]);
+  // Each flag one word: a value that starts with "-" stays a value.
   assertEquals(agentArgs(flags, "node-a", "shop"), [
     "trace",
     "tcp",
-    "-o",
-    "json",
-    "--host-root",
-    "/host",
-    "--node-name",
-    "node-a",
-    "--namespace",
-    "shop",
-    "--podname",
-    "web-0",
-    "--containername",
-    "nginx",
-    "--host",
-    "--pid",
-    "42",
-    "--comm",
-    "curl",
+    "--output=json",
+    "--pid=42",
+    "--comm=curl",
     "--failure-only",
+    "--namespace=shop",
+    "--podname=web-0",
+    "--containername=nginx",
+    "--host",
+    "--host-root=/host",
+    "--node-name=node-a",
   ]);
   // -A: no namespace for the agent.
-  assertEquals(agentArgs(parseTraceFlags(["--cluster", "-A"]), "n", undefined).length, 8);
+  assertEquals(agentArgs(parseTraceFlags(["--cluster", "-A"]), "n", undefined), [
+    "trace",
+    "tcp",
+    "--output=json",
+    "--host-root=/host",
+    "--node-name=n",
+  ]);
   const [sh, dashC, script, name, ...command] = agentCommand(["/tmp/tcpgadget/tcpgadget", "x"]);
   assertEquals([sh, dashC, name, command], ["sh", "-c", "sh", ["/tmp/tcpgadget/tcpgadget", "x"]]);
   assertEquals(script.endsWith('echo $$ > /tmp/tcpgadget/agent.pid; exec "$@"'), true);

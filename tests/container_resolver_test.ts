@@ -6,7 +6,11 @@
  * processes that are gone.
  */
 
-import { type ContainerInfo, ContainerResolver, NO_CONTAINER } from "../k8s/containers.ts";
+import {
+  type ContainerInfo,
+  ContainerResolver,
+  NO_CONTAINER,
+} from "../k8s/node/container_resolver.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { FakeHost, type FakeKubeletContainer } from "./helpers/fake_host.ts";
 

@@ -9,11 +9,14 @@
 
 import type { TcpEvent } from "../core/event.ts";
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
-import { ContainerEnricher } from "../k8s/container_enricher.ts";
-import { ContainerResolver, type ContainerResolverOptions } from "../k8s/containers.ts";
-import type { TraceEvent } from "../k8s/enrich.ts";
-import { type KubernetesFilter, matchesFilter } from "../k8s/filter.ts";
-import { MountNamespaceFilter } from "../k8s/mntns_filter.ts";
+import { ContainerEnricher } from "../k8s/node/container_enricher.ts";
+import {
+  ContainerResolver,
+  type ContainerResolverOptions,
+} from "../k8s/node/container_resolver.ts";
+import type { TraceEvent } from "../core/trace_event.ts";
+import { containerSelection, type KubernetesFilter, matchesFilter } from "../k8s/pod_filter.ts";
+import { MountNamespaceFilter } from "../k8s/node/mntns_filter.ts";
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { collectEvents } from "./helpers/collect.ts";
@@ -235,7 +238,7 @@ Deno.test({
       [{ namespace: "nowhere" }, []],
     ];
     for (const [filter, through] of cases) {
-      using keeper = new MountNamespaceFilter(resolver, filter);
+      using keeper = new MountNamespaceFilter(resolver, containerSelection(filter)!);
       await withTracer({ mountNamespaces: [...keeper.allowed] }, async (tracer) => {
         keeper.attach(tracer);
         const ports = await selfConnections([nginx.actor, envoy.actor, other.actor, host]);
@@ -262,7 +265,7 @@ Deno.test({
     await using node = FakeNode.create();
     using resolver = resolverFor(node, { graceMs: 300 });
     resolver.refresh();
-    using keeper = new MountNamespaceFilter(resolver, { namespace: "late" });
+    using keeper = new MountNamespaceFilter(resolver, containerSelection({ namespace: "late" })!);
     await withTracer({ mountNamespaces: [...keeper.allowed] }, async (tracer) => {
       keeper.attach(tracer);
       resolver.start(100);

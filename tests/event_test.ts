@@ -1,6 +1,7 @@
 /** Decoding of `struct event` records, without privileges. */
 
-import { EVENT_LAYOUT, EventDecoder, formatIPv6 } from "../core/event.ts";
+import { EventDecoder, formatIPv6 } from "../core/event.ts";
+import { EVENT_LAYOUT } from "../core/tcptracer_abi.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
 interface RawEvent {

@@ -1,6 +1,13 @@
 /** Command-line parsing and its errors, without privileges. */
 
-import { parseSelector, parseTraceFlags } from "../cli/flags.ts";
+import {
+  parseSelector,
+  parseTraceFlags,
+  TRACE_FLAG_NAMES,
+  traceArgs,
+  type TraceFlags,
+} from "../cli/flags.ts";
+import { agentArgs } from "../cli/cluster_mode.ts";
 import { kindsMask } from "../core/tracer.ts";
 import { UsageError } from "../core/errors.ts";
 import { assertEquals, assertThrows } from "./helpers/assert.ts";
@@ -84,4 +91,58 @@ Deno.test("kinds: --connect-only, --accept-only, --failure-only and their union"
   assertEquals(kindsMask({ accept: true }), 0x4);
   assertEquals(kindsMask({ failure: true }), 0x2);
   assertEquals(kindsMask({ accept: true, failure: true }), 0x6);
+});
+
+Deno.test("flags: every flag written by traceArgs parses back to the same flags", () => {
+  // Every flag set to other than its default, values that look like flags
+  // included; in two sets, as some flags exclude others.
+  const node: TraceFlags = {
+    output: "custom-columns=pid,comm",
+    timeout: 2.5,
+    pid: 42,
+    comm: "-x",
+    connectOnly: true,
+    acceptOnly: true,
+    failureOnly: true,
+    namespace: "-n",
+    allNamespaces: false,
+    podname: "--pod",
+    containername: "-c=1",
+    selector: { app: "web", tier: "-front" },
+    host: true,
+    hostRoot: "/host",
+    nodeName: "--node-a",
+    cluster: false,
+    kubeconfig: "-kc",
+    context: "--ctx",
+    inCluster: true,
+    help: true,
+  };
+  const { namespace: _, nodeName: __, ...common } = node;
+  const cluster: TraceFlags = {
+    ...common,
+    allNamespaces: true,
+    hostRoot: "/",
+    inCluster: false,
+    cluster: true,
+    nodes: ["-a", "b"],
+    agentNamespace: "-agents",
+    image: "--image:1",
+  };
+  const seen = new Set<string>();
+  for (const flags of [node, cluster]) {
+    const args = traceArgs(flags);
+    for (const arg of args) seen.add(arg.replace(/^--/, "").replace(/=.*$/, ""));
+    assertEquals(parseTraceFlags(args), flags, args.join(" "));
+  }
+  assertEquals([...seen].sort(), [...TRACE_FLAG_NAMES].sort(), "every flag was written");
+
+  // What the agent gets in cluster mode parses back to the same filters.
+  const agent = parseTraceFlags(agentArgs(cluster, "node-a", "-shop").slice(2));
+  assertEquals(
+    [agent.namespace, agent.podname, agent.containername, agent.comm, agent.pid, agent.host],
+    ["-shop", "--pod", "-c=1", "-x", 42, true],
+  );
+  assertEquals([agent.connectOnly, agent.acceptOnly, agent.failureOnly], [true, true, true]);
+  assertEquals([agent.output, agent.hostRoot, agent.nodeName], ["json", "/host", "node-a"]);
 });

@@ -1,9 +1,11 @@
 /** Output formats against the seed document's examples, without privileges. */
 
-import { type Formatter, formatterFor, JsonFormatter, TableFormatter } from "../cli/format.ts";
-import { COLUMNS, DEFAULT_COLUMNS, parseCustomColumns } from "../cli/columns.ts";
-import { LineBuffer } from "../cli/line_buffer.ts";
-import type { TraceEvent } from "../k8s/enrich.ts";
+import { type Formatter, formatterFor } from "../cli/output/formatter.ts";
+import { JsonFormatter } from "../cli/output/json_formatter.ts";
+import { TableFormatter } from "../cli/output/table_formatter.ts";
+import { COLUMNS, DEFAULT_COLUMNS, parseCustomColumns } from "../cli/output/columns.ts";
+import { LineBuffer } from "../cli/output/line_buffer.ts";
+import type { TraceEvent } from "../core/trace_event.ts";
 import { UsageError } from "../core/errors.ts";
 import { assertEquals, assertThrows } from "./helpers/assert.ts";
 

@@ -8,7 +8,7 @@ import {
   parseContainerLogName,
   parseContainerLogTarget,
   parsePodLogDir,
-} from "../k8s/kubelet_files.ts";
+} from "../k8s/node/kubelet_files.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { FakeHost } from "./helpers/fake_host.ts";
 

@@ -1,6 +1,6 @@
 /** The byte buffer output lines are written into: digits, text, growth. */
 
-import { LineBuffer, utf8 } from "../cli/line_buffer.ts";
+import { LineBuffer, utf8 } from "../cli/output/line_buffer.ts";
 import { assertEquals } from "./helpers/assert.ts";
 
 const text = (out: LineBuffer) => new TextDecoder().decode(out.view());

@@ -4,10 +4,10 @@
  * pushes as containers come and go.
  */
 
-import { ContainerResolver } from "../k8s/containers.ts";
-import type { KubernetesFilter } from "../k8s/filter.ts";
-import { MountNamespaceFilter, type MountNamespaceGate } from "../k8s/mntns_filter.ts";
-import { assertEquals, assertThrows } from "./helpers/assert.ts";
+import { ContainerResolver } from "../k8s/node/container_resolver.ts";
+import { containerSelection, type KubernetesFilter } from "../k8s/pod_filter.ts";
+import { MountNamespaceFilter, type MountNamespaceGate } from "../k8s/node/mntns_filter.ts";
+import { assertEquals } from "./helpers/assert.ts";
 import { FakeHost, type FakeKubeletContainer } from "./helpers/fake_host.ts";
 
 const HOST_MNTNS = 4026531841;
@@ -75,7 +75,7 @@ for (const [name, filter, expected] of FILTERS) {
   Deno.test(`mntns filter: ${name}`, async () => {
     await using host = FakeHost.create();
     const { resolver } = node(host);
-    using keeper = new MountNamespaceFilter(resolver, filter);
+    using keeper = new MountNamespaceFilter(resolver, containerSelection(filter)!);
     resolver.refresh();
     assertEquals(sorted(keeper.allowed), sorted(expected));
   });
@@ -85,7 +85,7 @@ Deno.test("mntns filter: containers that start and exit are pushed to the gate",
   await using host = FakeHost.create();
   const { resolver, clock } = node(host);
   resolver.refresh();
-  using keeper = new MountNamespaceFilter(resolver, { namespace: "shop" });
+  using keeper = new MountNamespaceFilter(resolver, containerSelection({ namespace: "shop" })!);
   const gate = new RecordingGate();
   keeper.attach(gate);
   assertEquals(gate.calls.sort(), ["+101", "+102", "+103"]);
@@ -111,11 +111,15 @@ Deno.test("mntns filter: labels need a hook (cluster mode)", async () => {
   const { resolver } = node(host);
   resolver.refresh();
   const filter = { labels: { app: "web" } };
-  using without = new MountNamespaceFilter(resolver, filter);
+  using without = new MountNamespaceFilter(resolver, containerSelection(filter)!);
   assertEquals(sorted(without.allowed), []);
-  using withHook = new MountNamespaceFilter(resolver, filter, {
-    labelsOf: (info): Record<string, string> => (info.pod === "web-0" ? { app: "web" } : {}),
-  });
+  using withHook = new MountNamespaceFilter(
+    resolver,
+    containerSelection(
+      filter,
+      (info): Record<string, string> => info.pod === "web-0" ? { app: "web" } : {},
+    )!,
+  );
   assertEquals(sorted(withHook.allowed), [101, 102, 104]);
 });
 
@@ -124,9 +128,13 @@ Deno.test("mntns filter: a gate that fails is retried at the next update", async
   const { resolver } = node(host);
   resolver.refresh();
   const errors: unknown[] = [];
-  using keeper = new MountNamespaceFilter(resolver, { container: "postgres" }, {
-    onError: (error) => errors.push(error),
-  });
+  using keeper = new MountNamespaceFilter(
+    resolver,
+    containerSelection({ container: "postgres" })!,
+    {
+      onError: (error) => errors.push(error),
+    },
+  );
   let fail = true;
   const gate = new RecordingGate();
   keeper.attach({
@@ -143,10 +151,8 @@ Deno.test("mntns filter: a gate that fails is retried at the next update", async
   assertEquals(gate.calls, ["+103"]);
 });
 
-Deno.test("mntns filter: only for container filters", async () => {
-  await using host = FakeHost.create();
-  const { resolver } = node(host);
-  assertEquals(MountNamespaceFilter.needed({ host: true }), false);
-  assertEquals(MountNamespaceFilter.needed({ container: "x" }), true);
-  assertThrows(() => new MountNamespaceFilter(resolver, {}), RangeError);
+Deno.test("mntns filter: only for container filters", () => {
+  assertEquals(containerSelection({ host: true }), undefined);
+  assertEquals(containerSelection({ container: "x" }) !== undefined, true);
+  assertEquals(containerSelection({}), undefined);
 });

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { SEED_JSON_KEYS } from "../../cli/format.ts";
+import { SEED_JSON_KEYS } from "../../cli/output/json_formatter.ts";
 
 /** The command name of the load generator (tests/bench/churn.c). */
 export const CHURN_COMM = "tg-churn";

@@ -11,33 +11,20 @@
  */
 
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
-import type { TcpEvent } from "../core/event.ts";
 import { UsageError } from "../core/errors.ts";
-import { type Enricher, withEndpoints } from "../k8s/enrich.ts";
-import { type KubernetesFilter, matchesFilter, selectsContainers } from "../k8s/filter.ts";
-import { ContainerResolver } from "../k8s/containers.ts";
-import { ContainerEnricher } from "../k8s/container_enricher.ts";
-import { MountNamespaceFilter } from "../k8s/mntns_filter.ts";
-import { hostPath } from "../k8s/host_paths.ts";
-import { formatterFor } from "./format.ts";
-import { LineOutput } from "./output.ts";
+import type { Enricher, KubernetesFields } from "../core/trace_event.ts";
+import { containerSelection, type KubernetesFilter } from "../k8s/pod_filter.ts";
+import { ContainerResolver } from "../k8s/node/container_resolver.ts";
+import { ContainerEnricher } from "../k8s/node/container_enricher.ts";
+import { MountNamespaceFilter } from "../k8s/node/mntns_filter.ts";
+import { hostPath } from "../k8s/node/host_paths.ts";
+import type { ClusterMetadata } from "../k8s/api/cluster_metadata.ts";
+import type { MetadataEnricher } from "../k8s/api/metadata_enricher.ts";
+import { formatterFor } from "./output/formatter.ts";
+import { LineOutput } from "./output/line_output.ts";
 import type { TraceFlags } from "./flags.ts";
-
-/** Where `trace tcp` writes; tests substitute their own. */
-export interface TraceIo {
-  stdout: { writeSync(data: Uint8Array): number };
-  /** One diagnostic line (no newline). */
-  warn(message: string): void;
-}
-
-/** stdout, and warnings on stderr prefixed with "tcpgadget: ". */
-export const DEFAULT_IO: TraceIo = {
-  stdout: Deno.stdout,
-  warn: (message) => console.error(`tcpgadget: ${message}`),
-};
-
-/** The signals that end tracing quietly. */
-export const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+import { EventPipeline, writeTo } from "./pipeline.ts";
+import { DEFAULT_IO, STOP_SIGNALS, type TraceIo } from "./run_io.ts";
 
 /** The tracer options that `trace tcp` flags ask for. */
 export function tracerOptions(flags: TraceFlags, io: TraceIo = DEFAULT_IO): TracerOptions {
@@ -77,10 +64,15 @@ export function nodeName(flags: Pick<TraceFlags, "nodeName" | "hostRoot">): stri
   return Deno.hostname();
 }
 
-/** Starts the watch of pods and services that node mode uses when given API access. */
-async function startMetadata(flags: TraceFlags, io: TraceIo) {
-  const { loadKubeconfig, KubeClient, inClusterKubeconfig } = await import("../k8s/kube_client.ts");
-  const { ClusterMetadata } = await import("../k8s/cluster_metadata.ts");
+/**
+ * The watch of pods and services that node mode uses when given API access,
+ * loaded only then (the client library takes a while to load).
+ */
+async function startMetadata(flags: TraceFlags, io: TraceIo): Promise<ApiNames> {
+  const { loadKubeconfig, inClusterKubeconfig } = await import("../k8s/api/kubeconfig.ts");
+  const { KubeClient } = await import("../k8s/api/kube_client.ts");
+  const { ClusterMetadata } = await import("../k8s/api/cluster_metadata.ts");
+  const { MetadataEnricher } = await import("../k8s/api/metadata_enricher.ts");
   const client = new KubeClient(
     flags.inCluster
       ? inClusterKubeconfig()
@@ -88,8 +80,23 @@ async function startMetadata(flags: TraceFlags, io: TraceIo) {
   );
   const metadata = new ClusterMetadata((message) => io.warn(message));
   await metadata.start(client, { services: true });
-  return metadata;
+  const names = new MetadataEnricher(metadata);
+  return {
+    metadata,
+    enricher: (inner) => new MetadataEnricher(metadata, inner),
+    labelsOf: (fields) => names.labelsOf(fields),
+  };
 }
+
+/** What node mode gets from the API. */
+interface ApiNames {
+  metadata: ClusterMetadata;
+  /** `inner`'s enrichment, with the API's names. */
+  enricher(inner: Enricher): MetadataEnricher;
+  labelsOf(fields: PodFields): Record<string, string> | undefined;
+}
+
+type PodFields = Pick<KubernetesFields, "podUid" | "namespace" | "pod">;
 
 /** Runs `trace tcp` on this host until it is told to stop. Returns the exit status. */
 export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Promise<number> {
@@ -105,17 +112,16 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   const output = new LineOutput(io.stdout);
 
   // Optional: the API names remote pods and services and gives labels.
-  const metadata = useApi ? await startMetadata(flags, io) : undefined;
-  const labelsOf = (fields: { podUid?: string }) =>
-    fields.podUid ? metadata?.pod(fields.podUid)?.labels : undefined;
+  const api = useApi ? await startMetadata(flags, io) : undefined;
+  const metadata = api?.metadata;
+  const labelsOf = (fields: PodFields) => api?.labelsOf(fields);
 
   // Containers are found by rescanning /proc and kubelet's files; with a pod
   // filter, the kernel is told which mount namespaces to let through.
   const resolver = new ContainerResolver({ hostRoot: flags.hostRoot });
   resolver.refresh();
-  const keeper = MountNamespaceFilter.needed(filter)
-    ? new MountNamespaceFilter(resolver, filter, { labelsOf })
-    : undefined;
+  const selection = containerSelection(filter, labelsOf);
+  const keeper = selection ? new MountNamespaceFilter(resolver, selection) : undefined;
   let tracer: TcpTracer;
   try {
     tracer = TcpTracer.open({
@@ -130,7 +136,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   keeper?.attach(tracer);
   resolver.start(keeper ? 500 : 1000, (error) => io.warn(`container rescan failed: ${error}`));
   const containers = new ContainerEnricher(resolver, nodeName(flags));
-  const enricher: Enricher = metadata ? withEndpoints(containers, metadata) : containers;
+  const enricher: Enricher = api ? api.enricher(containers) : containers;
 
   let stopping = false;
   const stop = () => {
@@ -147,14 +153,13 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     output.flush();
 
     // decode (in drain) -> enrich -> filter -> format
-    const filtering = selectsContainers(filter);
-    const handle = (event: TcpEvent) => {
-      const enriched = enricher.enrich(event);
-      if (!filtering || matchesFilter(enriched, filter, labelsOf)) {
-        formatter.write(enriched, output.buffer);
-        output.flushIfFull();
-      }
-    };
+    const pipeline = new EventPipeline({
+      enricher,
+      filter,
+      labelsOf,
+      sink: writeTo(formatter, output),
+    });
+    const handle = pipeline.handle.bind(pipeline);
     let running = true;
     while (running && !output.closed) {
       // Events are formatted before the next record is decoded.

@@ -63,12 +63,16 @@ const CONTAINER = /^(?:([a-z][a-z0-9-]*)-)?([0-9a-f]{64})(?:\.scope)?$/;
  * @example
  * ```ts
  * import { parseCgroupPath } from "./cgroup_path.ts";
- * parseCgroupPath(
+ * import assert from "node:assert/strict";
+ * const ids = parseCgroupPath(
  *   "/kubepods.slice/kubepods-besteffort.slice/" +
  *     "kubepods-besteffort-pod0f3c8a56_2d1e_4b5a_9c7d_1e2f3a4b5c6d.slice/" +
  *     "cri-containerd-" + "ab".repeat(32) + ".scope",
  * );
- * // { podUid: "0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d", containerId: "abab...ab" }
+ * assert.deepEqual(ids, {
+ *   podUid: "0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d",
+ *   containerId: "ab".repeat(32),
+ * });
  * ```
  */
 export function parseCgroupPath(path: string): PodContainerIds | undefined {
@@ -107,9 +111,11 @@ function normalizeUid(uid: string): string {
  * @example
  * ```ts
  * import { parseProcCgroup } from "./cgroup_path.ts";
- * parseProcCgroup("4:memory:/a\n0::/b\n");
- * // [{ hierarchy: 4, controllers: ["memory"], path: "/a" },
- * //  { hierarchy: 0, controllers: [], path: "/b" }]
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseProcCgroup("4:memory:/a\n0::/b\n"), [
+ *   { hierarchy: 4, controllers: ["memory"], path: "/a" },
+ *   { hierarchy: 0, controllers: [], path: "/b" },
+ * ]);
  * ```
  */
 export function parseProcCgroup(text: string): ProcCgroupLine[] {
@@ -141,11 +147,12 @@ export function parseProcCgroup(text: string): ProcCgroupLine[] {
  * @example
  * ```ts
  * import { podContainerOfProcCgroup } from "./cgroup_path.ts";
+ * import assert from "node:assert/strict";
  * const id = "cd".repeat(32);
- * podContainerOfProcCgroup(
+ * const ids = podContainerOfProcCgroup(
  *   `5:pids:/kubepods/besteffort/pod74ba62da-1a3d-11e7-bb11-080027cb0e22/${id}\n0::/\n`,
  * );
- * // { podUid: "74ba62da-1a3d-11e7-bb11-080027cb0e22", containerId: "cdcd...cd" }
+ * assert.deepEqual(ids, { podUid: "74ba62da-1a3d-11e7-bb11-080027cb0e22", containerId: id });
  * ```
  */
 export function podContainerOfProcCgroup(text: string): PodContainerIds | undefined {

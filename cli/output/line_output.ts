@@ -5,8 +5,8 @@
  * @module
  */
 
-import { errno, openLibc, strerror } from "../core/libc.ts";
-import { TcpgadgetError } from "../core/errors.ts";
+import { errno, openLibc, strerror } from "../../core/libc.ts";
+import { TcpgadgetError } from "../../core/errors.ts";
 import { LineBuffer } from "./line_buffer.ts";
 
 const STDOUT = 1;

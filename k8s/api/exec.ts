@@ -10,13 +10,13 @@
  * @module
  */
 
-import "./node_warnings.ts";
+import "./silence_node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
 // @deno-types="@types/ws"
 import WebSocket from "ws";
 import { Buffer } from "node:buffer";
-import { TcpgadgetError } from "../core/errors.ts";
-import { apiError } from "./kube_client.ts";
+import { TcpgadgetError } from "../../core/errors.ts";
+import { apiError } from "./api_errors.ts";
 
 /** Where a command runs. */
 export interface ExecTarget {

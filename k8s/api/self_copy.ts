@@ -10,7 +10,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { TcpgadgetError } from "../core/errors.ts";
+import { TcpgadgetError } from "../../core/errors.ts";
 import { AGENT_DIR } from "./agent_pod.ts";
 import { execInPod, type ExecTarget } from "./exec.ts";
 

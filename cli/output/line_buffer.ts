@@ -28,11 +28,12 @@ export function utf8(text: string): Uint8Array<ArrayBuffer> {
  * @example
  * ```ts
  * import { LineBuffer, utf8 } from "./line_buffer.ts";
+ * import assert from "node:assert/strict";
  * const out = new LineBuffer();
  * out.bytes(utf8("pid="));
  * out.uint(4242);
  * out.newline();
- * new TextDecoder().decode(out.view()); // "pid=4242\n"
+ * assert.equal(new TextDecoder().decode(out.view()), "pid=4242\n");
  * ```
  */
 export class LineBuffer {
@@ -161,4 +162,11 @@ function decimalDigits(value: number): number {
   }
   if (value < 10000000) return value < 1000000 ? 6 : 7;
   return value < 100000000 ? 8 : value < 1000000000 ? 9 : 10;
+}
+
+const decoder = new TextDecoder();
+
+/** The one line in `scratch`, without its newline. */
+export function lineIn(scratch: LineBuffer): string {
+  return decoder.decode(scratch.data.subarray(0, scratch.length - 1));
 }

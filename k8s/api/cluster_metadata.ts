@@ -11,17 +11,12 @@
  * @module
  */
 
-import "./node_warnings.ts";
+import "./silence_node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
-import { TcpgadgetError } from "../core/errors.ts";
-import { httpStatus, type KubeClient } from "./kube_client.ts";
-
-/** What an address is in the cluster. */
-export interface Endpoint {
-  kind: "pod" | "svc";
-  namespace: string;
-  name: string;
-}
+import { errorLine, TcpgadgetError } from "../../core/errors.ts";
+import type { Endpoint } from "../../core/trace_event.ts";
+import { httpStatus } from "./api_errors.ts";
+import type { KubeClient } from "./kube_client.ts";
 
 /** A pod, as far as events need it. */
 export interface PodInfo {
@@ -68,10 +63,6 @@ function failureStatus(error: unknown): number {
   const cause = error instanceof TcpgadgetError ? error.cause : error;
   const watchStatus = (cause as { statusCode?: unknown })?.statusCode;
   return typeof watchStatus === "number" ? watchStatus : httpStatus(cause);
-}
-
-function errorText(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
 }
 
 // Pause between restarts of a failed watch: doubling up to the maximum.
@@ -135,7 +126,7 @@ export class ClusterMetadata {
       podError = await this.#run(namespaced, `pods in namespace ${namespace}`);
       if (podError === undefined) coverage.pods = namespace;
     }
-    if (podError !== undefined) denied.push(errorText(podError));
+    if (podError !== undefined) denied.push(errorLine(podError));
     if (options.services) {
       const services = k8s.makeInformer<k8s.V1Service>(
         client.kubeconfig.config,
@@ -152,7 +143,7 @@ export class ClusterMetadata {
       services.on("delete", (service) => this.#removeService(service));
       const serviceError = await this.#run(services, "services");
       if (serviceError === undefined) coverage.services = true;
-      else denied.push(errorText(serviceError));
+      else denied.push(errorLine(serviceError));
     }
     if (coverage.pods === "none") {
       this.#onWarning(`pods not watched, names come from the nodes alone: ${denied[0]}`);
@@ -189,7 +180,7 @@ export class ClusterMetadata {
       const status = failureStatus(error);
       if (starting && firstError === undefined) firstError = error;
       if (starting && [401, 403, 404].includes(status)) return;
-      const message = errorText(error);
+      const message = errorLine(error);
       // Said once per kind of failure, not at every retry.
       if (message !== lastMessage) {
         lastMessage = message;

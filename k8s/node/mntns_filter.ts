@@ -7,13 +7,16 @@
  *
  * The set follows the rescans of a {@link ContainerResolver}: a container
  * that starts is let through from the first rescan that sees it, so the
- * user-space {@link matchesFilter} stays as a second check of each event.
+ * caller's pod filter stays as a second check of each event.
+ *
+ * Which containers match is the caller's predicate (a pod filter of
+ * k8s/pod_filter.ts, with labels if it has them): this module only keeps
+ * the kernel's set equal to its answers.
  *
  * @module
  */
 
-import type { ContainerInfo, ContainerResolver } from "./containers.ts";
-import { type KubernetesFilter, matchesFilter, selectsContainers } from "./filter.ts";
+import type { ContainerInfo, ContainerResolver } from "./container_resolver.ts";
 
 /** What the set is pushed to; {@link TcpTracer} implements it. */
 export interface MountNamespaceGate {
@@ -21,14 +24,19 @@ export interface MountNamespaceGate {
   disallowMountNamespace(mntns: number): void;
 }
 
+/** Which containers to let through. */
+export interface ContainerSelection {
+  /**
+   * Whether the processes of a mount namespace are traced, from its
+   * container (empty names for processes outside pods).
+   */
+  matches(info: ContainerInfo): boolean;
+  /** Whether the host's own processes (outside containers) are traced too. */
+  host?: boolean;
+}
+
 /** Options of {@link MountNamespaceFilter}. */
 export interface MountNamespaceFilterOptions {
-  /**
-   * The labels of a container's pod, for a `-l` selector. Node mode has no
-   * labels (they need the Kubernetes API): without this, a selector lets
-   * no container through.
-   */
-  labelsOf?: (info: ContainerInfo) => Record<string, string> | undefined;
   /** Called with what a gate threw (a namespace is then retried at the next update). */
   onError?: (error: unknown) => void;
 }
@@ -47,7 +55,9 @@ export interface MountNamespaceChanges {
  * @example
  * ```ts ignore
  * const resolver = new ContainerResolver({ hostRoot: flags.hostRoot });
- * const keeper = new MountNamespaceFilter(resolver, { namespace: "shop" });
+ * const keeper = new MountNamespaceFilter(resolver, {
+ *   matches: (info) => info.namespace === "shop",
+ * });
  * resolver.refresh(); // the keeper updates after every refresh
  * const tracer = TcpTracer.open({ mountNamespaces: keeper.allowed });
  * keeper.attach(tracer);
@@ -59,33 +69,22 @@ export interface MountNamespaceChanges {
  */
 export class MountNamespaceFilter implements Disposable {
   readonly #resolver: ContainerResolver;
-  readonly #filter: KubernetesFilter;
-  readonly #labelsOf: (info: ContainerInfo) => Record<string, string> | undefined;
+  readonly #selection: ContainerSelection;
   readonly #onError: (error: unknown) => void;
   readonly #unsubscribe: () => void;
   #allowed = new Set<number>();
   #gate: MountNamespaceGate | undefined;
 
-  /** Throws a RangeError if `filter` selects no containers (then nothing is filtered). */
   constructor(
     resolver: ContainerResolver,
-    filter: KubernetesFilter,
+    selection: ContainerSelection,
     options: MountNamespaceFilterOptions = {},
   ) {
-    if (!selectsContainers(filter)) {
-      throw new RangeError("the filter selects no containers: trace without a namespace filter");
-    }
     this.#resolver = resolver;
-    this.#filter = filter;
-    this.#labelsOf = options.labelsOf ?? (() => undefined);
+    this.#selection = selection;
     this.#onError = options.onError ?? (() => {});
     this.#unsubscribe = resolver.onRefresh(() => this.update());
     this.update();
-  }
-
-  /** Whether a container filter is given, and so whether to use this at all. */
-  static needed(filter: KubernetesFilter): boolean {
-    return selectsContainers(filter);
   }
 
   /** The mount namespaces let through now. */
@@ -113,10 +112,10 @@ export class MountNamespaceFilter implements Disposable {
   update(): MountNamespaceChanges {
     const wanted = new Set<number>();
     for (const [mntns, info] of this.#resolver.namespaces()) {
-      if (matchesFilter(info, this.#filter, this.#labelsOf)) wanted.add(mntns);
+      if (this.#selection.matches(info)) wanted.add(mntns);
     }
     const host = this.#resolver.hostMountNamespace;
-    if (this.#filter.host && host !== undefined) wanted.add(host);
+    if (this.#selection.host && host !== undefined) wanted.add(host);
     const changes: MountNamespaceChanges = { allowed: [], disallowed: [] };
     for (const mntns of wanted) {
       if (this.#allowed.has(mntns)) continue;

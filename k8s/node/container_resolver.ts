@@ -70,7 +70,7 @@ const PROC_SNAPSHOT_MS = 200;
  *
  * @example
  * ```ts ignore
- * import { ContainerResolver } from "./containers.ts";
+ * import { ContainerResolver } from "./container_resolver.ts";
  * const resolver = new ContainerResolver({ hostRoot: "/" });
  * resolver.refresh();
  * resolver.start(1000);

@@ -44,8 +44,13 @@ const LOG_TARGET = /(?:^|\/)([^_/]+)_([^_/]+)_([^_/]+)\/([^_/]+)\/[^/]*$/;
  * @example
  * ```ts
  * import { parseContainerLogName } from "./kubelet_files.ts";
- * parseContainerLogName(`web-7d4b9c-xk2p_shop_nginx-${"ab".repeat(32)}.log`);
- * // { pod: "web-7d4b9c-xk2p", namespace: "shop", container: "nginx", containerId: "abab...ab" }
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseContainerLogName(`web-7d4b9c-xk2p_shop_nginx-${"ab".repeat(32)}.log`), {
+ *   pod: "web-7d4b9c-xk2p",
+ *   namespace: "shop",
+ *   container: "nginx",
+ *   containerId: "ab".repeat(32),
+ * });
  * ```
  */
 export function parseContainerLogName(
@@ -62,8 +67,15 @@ export function parseContainerLogName(
  * @example
  * ```ts
  * import { parsePodLogDir } from "./kubelet_files.ts";
- * parsePodLogDir("kube-system_coredns-5d78c9869d-9xq2v_0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d");
- * // { namespace: "kube-system", pod: "coredns-5d78c9869d-9xq2v", podUid: "0f3c8a56-..." }
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(
+ *   parsePodLogDir("kube-system_coredns-5d78c9869d-9xq2v_0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d"),
+ *   {
+ *     namespace: "kube-system",
+ *     pod: "coredns-5d78c9869d-9xq2v",
+ *     podUid: "0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d",
+ *   },
+ * );
  * ```
  */
 export function parsePodLogDir(name: string): PodNames | undefined {
@@ -79,8 +91,18 @@ export function parsePodLogDir(name: string): PodNames | undefined {
  * @example
  * ```ts
  * import { parseContainerLogTarget } from "./kubelet_files.ts";
- * parseContainerLogTarget("/var/log/pods/shop_web-0_0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d/nginx/0.log");
- * // { namespace: "shop", pod: "web-0", podUid: "0f3c8a56-...", container: "nginx" }
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(
+ *   parseContainerLogTarget(
+ *     "/var/log/pods/shop_web-0_0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d/nginx/0.log",
+ *   ),
+ *   {
+ *     namespace: "shop",
+ *     pod: "web-0",
+ *     podUid: "0f3c8a56-2d1e-4b5a-9c7d-1e2f3a4b5c6d",
+ *     container: "nginx",
+ *   },
+ * );
  * ```
  */
 export function parseContainerLogTarget(

@@ -12,8 +12,9 @@
  * @example
  * ```ts
  * import { hostPath } from "./host_paths.ts";
- * hostPath("/", "/proc/1/cgroup"); // "/proc/1/cgroup"
- * hostPath("/host/", "/proc/1/cgroup"); // "/host/proc/1/cgroup"
+ * import assert from "node:assert/strict";
+ * assert.equal(hostPath("/", "/proc/1/cgroup"), "/proc/1/cgroup");
+ * assert.equal(hostPath("/host/", "/proc/1/cgroup"), "/host/proc/1/cgroup");
  * ```
  */
 export function hostPath(hostRoot: string, path: string): string {

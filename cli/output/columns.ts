@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { Endpoint, TraceEvent } from "../k8s/enrich.ts";
-import { UsageError } from "../core/errors.ts";
+import type { Endpoint, TraceEvent } from "../../core/trace_event.ts";
+import { UsageError } from "../../core/errors.ts";
 
 /** One column of the table output. */
 export interface Column {
@@ -112,7 +112,8 @@ export const DEFAULT_COLUMNS: readonly Column[] = COLUMNS.slice(0, 12);
  * @example
  * ```ts
  * import { parseCustomColumns } from "./columns.ts";
- * parseCustomColumns("PID,comm").map((c) => c.header); // ["PID", "COMM"]
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseCustomColumns("PID,comm").map((c) => c.header), ["PID", "COMM"]);
  * ```
  */
 export function parseCustomColumns(list: string): Column[] {
@@ -137,7 +138,8 @@ export function parseCustomColumns(list: string): Column[] {
  * @example
  * ```ts
  * import { formatTimestamp } from "./columns.ts";
- * formatTimestamp(1_700_000_000, 123_456_789); // "2023-11-14T22:13:20.123456789Z"
+ * import assert from "node:assert/strict";
+ * assert.equal(formatTimestamp(1_700_000_000, 123_456_789), "2023-11-14T22:13:20.123456789Z");
  * ```
  */
 export function formatTimestamp(seconds: number, nanoseconds: number): string {

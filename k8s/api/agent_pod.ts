@@ -71,11 +71,13 @@ export function agentPodName(runId: string, index: number): string {
  * @example
  * ```ts
  * import { agentPod } from "./agent_pod.ts";
+ * import assert from "node:assert/strict";
  * const pod = agentPod({
  *   runId: "a1b2c3", index: 0, node: "worker-1", namespace: "default",
  *   image: "debian:bookworm-slim", deadlineSeconds: 3600,
  * });
- * pod.spec?.nodeName; // "worker-1"
+ * assert.equal(pod.spec?.nodeName, "worker-1");
+ * assert.equal(pod.spec?.containers[0].securityContext?.privileged, true);
  * ```
  */
 export function agentPod(options: AgentPodOptions): k8s.V1Pod {

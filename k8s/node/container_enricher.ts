@@ -5,9 +5,9 @@
  * @module
  */
 
-import type { TcpEvent } from "../core/event.ts";
-import type { ContainerResolver } from "./containers.ts";
-import type { Enricher, TraceEvent } from "./enrich.ts";
+import type { TcpEvent } from "../../core/event.ts";
+import type { ContainerResolver } from "./container_resolver.ts";
+import type { Enricher, TraceEvent } from "../../core/trace_event.ts";
 
 /**
  * Adds node, namespace, pod, container, container id and pod UID to events,
@@ -15,7 +15,7 @@ import type { Enricher, TraceEvent } from "./enrich.ts";
  *
  * @example
  * ```ts ignore
- * import { ContainerResolver } from "./containers.ts";
+ * import { ContainerResolver } from "./container_resolver.ts";
  * import { ContainerEnricher } from "./container_enricher.ts";
  * const resolver = new ContainerResolver({ hostRoot: "/host" });
  * resolver.refresh();

@@ -1,0 +1,287 @@
+/**
+ * `tcpgadget trace tcp --cluster`: traces the nodes of the kubeconfig's
+ * cluster with nothing installed beforehand. The flow:
+ *
+ *   select nodes --> one agent pod per node (k8s/api/agent_session.ts:
+ *   pod, upload of tcpgadget, node mode streaming JSON lines)
+ *   --> per line: decode --> enrich (API names) --> filter --> format
+ *
+ * and, however it ends, every pod deleted and waited for.
+ *
+ * @module
+ */
+
+import "../k8s/api/silence_node_warnings.ts";
+import { TcpgadgetError } from "../core/errors.ts";
+import { Semaphore } from "../core/semaphore.ts";
+import { sleep } from "../core/sleep.ts";
+import type { TraceEvent } from "../core/trace_event.ts";
+import type { KubernetesFilter } from "../k8s/pod_filter.ts";
+import { DEFAULT_AGENT_IMAGE, HOST_ROOT } from "../k8s/api/agent_pod.ts";
+import { type AgentListener, type AgentRun, AgentSession } from "../k8s/api/agent_session.ts";
+import { ClusterMetadata } from "../k8s/api/cluster_metadata.ts";
+import { KubeClient } from "../k8s/api/kube_client.ts";
+import { loadKubeconfig } from "../k8s/api/kubeconfig.ts";
+import { MetadataEnricher } from "../k8s/api/metadata_enricher.ts";
+import { selectNodes } from "../k8s/api/node_selection.ts";
+import { deletePods } from "../k8s/api/pod_cleanup.ts";
+import { type Payload, preparePayload } from "../k8s/api/self_copy.ts";
+import { traceArgs, type TraceFlags } from "./flags.ts";
+import { type Formatter, formatterFor } from "./output/formatter.ts";
+import { parseJsonEvent } from "./output/json_event.ts";
+import { LineOutput } from "./output/line_output.ts";
+import { EventPipeline, writeTo } from "./pipeline.ts";
+import { DEFAULT_IO, STOP_SIGNALS, type TraceIo } from "./run_io.ts";
+
+const DEFAULT_DEADLINE_SECONDS = 6 * 3600;
+/** Uploads at once: each is ~100 MB from this machine. */
+const PARALLEL_UPLOADS = 4;
+/** Events held while the other nodes start (the header must come first). */
+const EARLY_EVENTS_LIMIT = 100_000;
+
+/** Settings of cluster mode beyond the trace flags. */
+export interface ClusterOptions {
+  /** The program's entry module, bundled for the pods under `deno run`. */
+  main: URL;
+}
+
+/**
+ * The node-mode command line the agent on `node` runs: JSON on the host's
+ * root, with the filters the kernel there applies, each flag one word.
+ */
+export function agentArgs(flags: TraceFlags, node: string, namespace?: string): string[] {
+  return [
+    "trace",
+    "tcp",
+    ...traceArgs({
+      output: "json",
+      hostRoot: HOST_ROOT,
+      nodeName: node,
+      namespace,
+      podname: flags.podname,
+      containername: flags.containername,
+      host: flags.host,
+      pid: flags.pid,
+      comm: flags.comm,
+      connectOnly: flags.connectOnly,
+      acceptOnly: flags.acceptOnly,
+      failureOnly: flags.failureOnly,
+    }),
+  ];
+}
+
+/** The pod selection of cluster mode: `-n` defaults to the context's namespace. */
+export function clusterFilter(flags: TraceFlags, contextNamespace: string): KubernetesFilter {
+  return {
+    namespace: flags.allNamespaces ? undefined : flags.namespace ?? contextNamespace,
+    pod: flags.podname,
+    container: flags.containername,
+    labels: flags.selector,
+    // -A: every pod, but host processes only with --host.
+    podsOnly: flags.allNamespaces,
+    host: flags.host,
+  };
+}
+
+function randomRunId(): string {
+  return [...crypto.getRandomValues(new Uint8Array(3))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The output of a run: nothing is printed until every node is ready or
+ * failed (the header, or the "tracing" line, comes first); events that
+ * come before are held, then written.
+ */
+class HeldOutput {
+  readonly #output: LineOutput;
+  readonly #formatter: Formatter;
+  readonly #warn: (message: string) => void;
+  #held: string[] | undefined = [];
+
+  constructor(output: LineOutput, formatter: Formatter, warn: (message: string) => void) {
+    this.#output = output;
+    this.#formatter = formatter;
+    this.#warn = warn;
+  }
+
+  get released(): boolean {
+    return this.#held === undefined;
+  }
+
+  /** The sink of the pipeline. */
+  readonly write = (event: TraceEvent): void => {
+    if (this.#held === undefined) return this.#written(event);
+    if (this.#held.length < EARLY_EVENTS_LIMIT) this.#held.push(this.#formatter.format(event));
+  };
+
+  #written = (_event: TraceEvent): void => {};
+
+  /** Prints the header (or says how many nodes trace) and what was held. */
+  release(nodes: number): void {
+    const header = this.#formatter.header();
+    if (header !== undefined) this.#output.line(header);
+    else this.#warn(`tracing TCP connections on ${nodes} node${nodes === 1 ? "" : "s"}`);
+    for (const line of this.#held ?? []) this.#output.line(line);
+    this.#held = undefined;
+    this.#written = writeTo(this.#formatter, this.#output);
+    this.#output.flush();
+  }
+}
+
+/** Runs `trace tcp --cluster`. Returns the exit status. */
+export async function traceCluster(
+  flags: TraceFlags,
+  options: ClusterOptions,
+  io: TraceIo = DEFAULT_IO,
+): Promise<number> {
+  const cleanup = { failed: false };
+  const status = await runCluster(flags, options, io, cleanup);
+  // Pods left behind make a run that otherwise went well a failure.
+  return status === 0 && cleanup.failed ? 1 : status;
+}
+
+async function runCluster(
+  flags: TraceFlags,
+  options: ClusterOptions,
+  io: TraceIo,
+  cleanup: { failed: boolean },
+): Promise<number> {
+  const formatter = formatterFor(flags.output);
+  const kubeconfig = loadKubeconfig({ kubeconfig: flags.kubeconfig, context: flags.context });
+  const client = new KubeClient(kubeconfig);
+  const filter = clusterFilter(flags, kubeconfig.namespace);
+  const agentNamespace = flags.agentNamespace ?? kubeconfig.namespace;
+  const output = new LineOutput(io.stdout);
+  const held = new HeldOutput(output, formatter, io.warn);
+  const metadata = new ClusterMetadata((message) => io.warn(message));
+  const enricher = new MetadataEnricher(metadata);
+  const pipeline = new EventPipeline({
+    enricher,
+    filter,
+    labelsOf: (event) => enricher.labelsOf(event),
+    sink: held.write,
+  });
+
+  // Stopping is possible from here on: whatever was set up is undone.
+  const stopping = new AbortController();
+  const signal = stopping.signal;
+  let cleaningUp = false;
+  const onSignal = () => {
+    if (!signal.aborted) return stopping.abort();
+    if (!cleaningUp) return;
+    // A second interrupt while the pods are being deleted: leave them.
+    io.warn("interrupted while deleting the agent pods: 'tcpgadget cleanup' removes them");
+    Deno.exit(130);
+  };
+  for (const name of STOP_SIGNALS) Deno.addSignalListener(name, onSignal);
+  const stopped = new Promise<"stopped">((resolve) =>
+    signal.addEventListener("abort", () => resolve("stopped"), { once: true })
+  );
+  // The reader of our output may go away while no event is written.
+  const watchOutput = setInterval(() => {
+    if (!output.flush() || output.readerGone()) stopping.abort();
+  }, 100);
+  let payload: Payload | undefined;
+  let sessions: AgentSession[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let sessionsDone: Promise<unknown> = Promise.resolve();
+  try {
+    const nodes = await Promise.race([selectNodes(client, flags.nodes, io.warn), stopped]);
+    if (nodes === "stopped") return 0;
+
+    // One agent per node; the run's settings are the same for all.
+    const run: AgentRun = {
+      client,
+      namespace: agentNamespace,
+      runId: randomRunId(),
+      image: flags.image ?? DEFAULT_AGENT_IMAGE,
+      deadlineSeconds: flags.timeout !== undefined
+        ? Math.ceil(flags.timeout) + 600
+        : DEFAULT_DEADLINE_SECONDS,
+      uploads: new Semaphore(PARALLEL_UPLOADS),
+      agentArgs: (node) => agentArgs(flags, node, filter.namespace),
+    };
+    let allFailed: () => void = () => {};
+    const listener: AgentListener = {
+      // decode -> enrich -> filter -> format
+      line(session, line) {
+        let event: TraceEvent;
+        try {
+          event = parseJsonEvent(line);
+        } catch {
+          io.warn(`node ${session.node}: unreadable event: ${line.slice(0, 120)}`);
+          return;
+        }
+        pipeline.handle(event);
+      },
+      warn: (session, message) => io.warn(`node ${session.node}: ${message}`),
+      settled() {
+        if (!sessions.every((s) => s.ready || s.failed)) return;
+        const ready = sessions.filter((s) => s.ready).length;
+        if (!held.released && ready > 0) {
+          held.release(ready);
+          // --timeout counts from when the nodes trace, not from the pods' start.
+          if (flags.timeout !== undefined) {
+            timer = setTimeout(() => stopping.abort(), flags.timeout * 1000);
+          }
+        }
+        if (sessions.every((s) => s.failed)) allFailed();
+      },
+    };
+    sessions = nodes.map((node, index) => new AgentSession(run, listener, node, index));
+
+    // Pods first: they start (pull the image) while the rest is prepared. A
+    // refusal (RBAC, PodSecurity, quota) is the same on every node: the
+    // first pod is created alone, and any failure ends the run.
+    await sessions[0].create();
+    const rest = await Promise.allSettled(sessions.slice(1).map((s) => s.create()));
+    const refused = rest.find((r) => r.status === "rejected");
+    if (refused) throw (refused as PromiseRejectedResult).reason;
+    if (signal.aborted) return 0;
+    const prepared = await Promise.race([
+      Promise.all([
+        metadata.start(client, { services: true, namespace: filter.namespace }),
+        preparePayload(options.main, signal).then((p) => payload = p),
+      ]),
+      stopped,
+    ]).catch((error) => {
+      if (signal.aborted) return "stopped" as const;
+      throw error;
+    });
+    if (prepared === "stopped" || signal.aborted) return 0;
+    const [coverage, ready] = prepared;
+    if (flags.selector && coverage.pods === "none") {
+      throw new TcpgadgetError(
+        "-l/--selector needs the pods' labels, but pods cannot be listed and watched (see above)",
+      );
+    }
+
+    const failed = new Promise<"failed">((resolve) => allFailed = () => resolve("failed"));
+    sessionsDone = Promise.all(sessions.map((session) => session.run(ready, signal)));
+    const outcome = await Promise.race([stopped, failed, sessionsDone]);
+    if (outcome !== "stopped" && sessions.every((s) => s.failed)) {
+      throw new TcpgadgetError(
+        `no node could be traced (${sessions.length === 1 ? "the node" : "every node"} failed)`,
+      );
+    }
+    return 0;
+  } finally {
+    cleaningUp = true;
+    stopping.abort();
+    clearTimeout(timer);
+    clearInterval(watchOutput);
+    // Streams close at once on abort; a stuck one is not waited for long.
+    const patience = new AbortController();
+    await Promise.race([sessionsDone, sleep(5000, patience.signal)]);
+    patience.abort();
+    output.flush();
+    const created = sessions.filter((s) => s.created).map((s) => s.pod);
+    if (created.length > 0) {
+      cleanup.failed = (await deletePods(client, agentNamespace, created, io.warn)).size > 0;
+    }
+    await metadata.stop();
+    await payload?.dispose();
+    for (const name of STOP_SIGNALS) Deno.removeSignalListener(name, onSignal);
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Why an agent pod cannot run, read from its status: an image that cannot
+ * be pulled, a container that cannot be created or ended, a pod that
+ * failed. One line each, for the warning that names the node.
+ *
+ * @module
+ */
+
+import type * as k8s from "@kubernetes/client-node";
+
+/**
+ * The reason a pod cannot run, or undefined while it may still start.
+ *
+ * @example
+ * ```ts
+ * import { podFailure } from "./pod_failure.ts";
+ * import assert from "node:assert/strict";
+ * const pod = {
+ *   status: {
+ *     phase: "Pending",
+ *     containerStatuses: [{
+ *       name: "agent", image: "nope:1", imageID: "", ready: false, restartCount: 0,
+ *       state: { waiting: { reason: "ErrImagePull", message: "not found" } },
+ *     }],
+ *   },
+ * };
+ * assert.deepEqual(
+ *   podFailure(pod, "nope:1"),
+ *   'cannot pull image "nope:1": not found (--image names another image)',
+ * );
+ * ```
+ */
+export function podFailure(pod: k8s.V1Pod, image: string): string | undefined {
+  for (const status of pod.status?.containerStatuses ?? []) {
+    const waiting = status.state?.waiting;
+    const reason = waiting?.reason ?? "";
+    if (/^(ErrImagePull|ImagePullBackOff|InvalidImageName|ErrImageNeverPull)$/.test(reason)) {
+      // The back-off repeats the pull's error after its own words.
+      const why = (waiting?.message ?? reason)
+        .replace(/^Back-off pulling image "[^"]*": (ErrImagePull: )?/, "");
+      return `cannot pull image "${image}": ${why} (--image names another image)`;
+    }
+    if (/^(CreateContainerError|CreateContainerConfigError|RunContainerError)$/.test(reason)) {
+      return `cannot start the agent container (${reason}: ${waiting?.message ?? ""})`;
+    }
+    const terminated = status.state?.terminated;
+    if (terminated) {
+      return `the agent container ended (${terminated.reason ?? `exit ${terminated.exitCode}`}${
+        terminated.message ? `: ${terminated.message.split("\n")[0]}` : ""
+      })`;
+    }
+  }
+  if (pod.status?.phase === "Failed" || pod.status?.phase === "Succeeded") {
+    return `pod ${pod.status.phase.toLowerCase()}${
+      pod.status.reason ? ` (${pod.status.reason}: ${pod.status.message ?? ""})` : ""
+    }`;
+  }
+  return undefined;
+}

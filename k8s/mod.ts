@@ -1,0 +1,21 @@
+/**
+ * Kubernetes for tcpgadget, in two halves that do not depend on each other:
+ *
+ * - `node/`: which container and pod a process belongs to, from the node's
+ *   own files (no credentials);
+ * - `api/`: the Kubernetes API (metadata, and the agent pods of cluster
+ *   mode).
+ *
+ * and the pod filter (`-n`, `-p`, `-c`, `-l`, `--host`) both modes apply.
+ *
+ * @module
+ */
+
+export * from "./node/mod.ts";
+export * from "./api/mod.ts";
+export {
+  type FilterFields,
+  type KubernetesFilter,
+  matchesFilter,
+  selectsContainers,
+} from "./pod_filter.ts";
