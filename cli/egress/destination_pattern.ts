@@ -66,7 +66,8 @@ export function parseDestination(text: string): DestinationPattern {
     const name = text.slice(1);
     return { kind: "preset", name, blocks: presetBlocks(name) };
   }
-  if (/^[\d.]+$/.test(text) || text.includes(":") || text.includes("/")) {
+  // Ending in a number: meant as an address (host names never do).
+  if (/(^|\.)\d+\.?$/.test(text) || text.includes(":") || text.includes("/")) {
     return { kind: "block", block: parseIpBlock(text) };
   }
   let name = text.toLowerCase();

@@ -65,7 +65,7 @@ export function parsePolicyFile(text: string, file: string): Rule[] {
     new UsageError(`${file}:${lineOf(node)}: ${message}`);
   if (doc.errors.length > 0) {
     const error = doc.errors[0];
-    const message = error.message.split(" at line ")[0].split("\n")[0];
+    const message = escapeUntrusted(error.message.split(" at line ")[0].split("\n")[0]);
     const hint = ["BAD_SCALAR_START", "UNEXPECTED_TOKEN"].includes(error.code)
       ? ` (quote a rule that starts with @, * or [: "@loopback")`
       : "";

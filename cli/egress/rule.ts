@@ -25,6 +25,7 @@ import {
   type PortRange,
 } from "./port_range.ts";
 import { describeScope, inScope, type RuleScope } from "./rule_scope.ts";
+import { escapeUntrusted } from "./untrusted_text.ts";
 import type { Workload } from "./workload.ts";
 import type { DestinationName } from "../../core/destination_name.ts";
 
@@ -158,11 +159,13 @@ export function ruleError(
   text: string,
   message: string,
 ): UsageError {
+  // The messages quote the rule: escaped, so that none can move the cursor.
   const shown = JSON.stringify(text);
+  const why = escapeUntrusted(message);
   return new UsageError(
     origin.kind === "flag"
-      ? `--${action} ${shown}: ${message}`
-      : `${origin.file}:${origin.line}: rule "${action}: ${shown.slice(1, -1)}": ${message}`,
+      ? `--${action} ${shown}: ${why}`
+      : `${origin.file}:${origin.line}: rule "${action}: ${shown.slice(1, -1)}": ${why}`,
   );
 }
 

@@ -12,8 +12,8 @@
 // separators, the byte order mark); what XML cannot hold (U+FFFE, U+FFFF,
 // a lone surrogate); the backslash, so that an escape in the output always
 // means an escaped character.
-// deno-lint-ignore no-control-regex -- matching control characters is the point
 const UNSAFE =
+  // deno-lint-ignore no-control-regex -- matching control characters is the point
   /[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufffe\uffff\\]|\p{Cs}/gu;
 
 /**
