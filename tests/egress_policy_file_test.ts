@@ -190,3 +190,18 @@ Deno.test("policy file: what is written reads back as the same rules, whatever t
   ]);
   assertEquals(activeCharacter(text), undefined);
 });
+
+Deno.test("policy file: the README's example reads as it says", () => {
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  const section = readme.slice(readme.indexOf("### Policy files"));
+  const yaml = section.slice(section.indexOf("```yaml\n") + 8, section.indexOf("```\n", 10));
+  assertEquals(parsePolicyFile(yaml, "README.md").map(describeRule), [
+    "allow @loopback",
+    "deny 10.0.0.0/8:22",
+    "allow registry.npmjs.org:443 (command npm)",
+    "allow *.github.com:443 (command npm)",
+    "allow db.shop.svc.cluster.local:5432 (pod shop/web-0 container app)",
+    "allow [2001:db8::/32]:443 (namespace shop labels app=web)",
+    "expect db.shop.svc.cluster.local:5432",
+  ]);
+});
