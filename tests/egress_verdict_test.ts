@@ -206,3 +206,19 @@ Deno.test("egress exit status: every rule of the issue, in one table", () => {
     assertEquals(egressExitStatus({ ...base, ...facts }), status, what);
   }
 });
+
+Deno.test("egress verdict: consecutive attempts that differ in one field only are told apart", () => {
+  const ledger = ledgerOf(["allow", "a.example"]);
+  const event = connectEvent({ daddr: "192.0.2.7", dport: 443 });
+  const verdicts = [
+    ledger.add(event, dns("a.example")),
+    ledger.add(event, dns("b.example")),
+    ledger.add(event, { name: "b.example", source: "hosts" }),
+    ledger.add(event),
+    ledger.add({ ...event, comm: "wget" }),
+    ledger.add({ ...event, comm: "wget", dport: 80 }),
+    ledger.add({ ...event, comm: "wget", daddr: "192.0.2.8", dport: 80 }),
+  ].map((v) => v?.allowed);
+  assertEquals(verdicts, [true, false, false, false, false, false, false]);
+  assertEquals(ledger.destinations().length, 7);
+});
