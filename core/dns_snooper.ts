@@ -109,11 +109,12 @@ export class DnsSnooper implements DnsAnswerSource {
       try {
         object.load();
       } catch (error) {
-        throw new UnsupportedError(
-          `cannot observe DNS answers on this kernel (Linux 6.2 or later is needed): ${
-            errorLine(error)
-          }`,
-        );
+        const reason = errorLine(error);
+        // The kfunc that reaches the socket's namespace came in Linux 6.2.
+        const tooOld = /bpf_cast_to_kern_ctx|ksym/.test(reason)
+          ? " (Linux 6.2 or later is needed)"
+          : "";
+        throw new UnsupportedError(`cannot observe DNS answers on this kernel${tooOld}: ${reason}`);
       }
       const libc = openLibc();
       const ringFd = libc.fcntl(object.map("answers").fd, F_DUPFD_CLOEXEC, 0);
