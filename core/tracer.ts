@@ -460,6 +460,7 @@ export class TcpTracer {
    * process does not exist.
    */
   traceProcess(pid: number): void {
+    if (!this.#processTree) throw new TcpgadgetError("the tracer was opened without processTree");
     const key = new Uint8Array(new Uint32Array([pid]).buffer);
     // start_time 0: removed when any process of this pid is reaped.
     this.#treeMap.update(key, new Uint8Array(TREE_MEMBER_LAYOUT.size));

@@ -218,6 +218,14 @@ Deno.test({
     try {
       const count = programIdsHeldBy("self").filter((id) => !before.has(id)).length;
       assertEquals(treeCount - count, 3, "tree_fork, tree_exit and tree_free only with the tree");
+      assertEquals(tracer.processTreeMembers(), []);
+      let refused: unknown;
+      try {
+        tracer.traceProcess(Deno.pid);
+      } catch (error) {
+        refused = error;
+      }
+      assertEquals((refused as Error)?.message, "the tracer was opened without processTree");
       const server = introductionServer();
       const outsider = await Actor.start("tg-outsider");
       try {
