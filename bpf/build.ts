@@ -1,23 +1,32 @@
 /**
- * Compiles bpf/tcptracer.bpf.c into the committed bpf/tcptracer.bpf.o.
+ * Compiles the kernel programs into their committed objects:
+ * bpf/tcptracer.bpf.c into bpf/tcptracer.bpf.o (the TCP tracer) and
+ * bpf/dnssnoop.bpf.c into bpf/dnssnoop.bpf.o (DNS answers, for egress).
  *
- *   deno task build:bpf          rebuild the object
- *   deno task build:bpf --check  fail if the committed object is stale
+ *   deno task build:bpf          rebuild the objects
+ *   deno task build:bpf --check  fail if a committed object is stale
  *
  * The build is reproducible: source paths mapped to bpf/-relative ones,
  * DWARF stripped (BTF and its line info kept, which CO-RE and the verifier
- * log need), so the same clang gives the same bytes in any checkout. The committed object was built with
+ * log need), so the same clang gives the same bytes in any checkout. The committed objects were built with
  * Debian 12's clang 14 (`apt-get install clang llvm libbpf-dev`).
  *
  * @module
  */
 
 const BPF_DIR = new URL(".", import.meta.url).pathname;
-const SOURCE = "tcptracer.bpf.c";
-const OBJECT = "tcptracer.bpf.o";
+
+/** The objects built here: each from one C source of bpf/. */
+export const OBJECTS = [
+  { source: "tcptracer.bpf.c", object: "tcptracer.bpf.o" },
+  { source: "dnssnoop.bpf.c", object: "dnssnoop.bpf.o" },
+] as const;
+
+/** One of {@link OBJECTS}. */
+export type BpfBuild = (typeof OBJECTS)[number];
 
 /** The clang command line, relative to bpf/. */
-export function clangArgs(output: string): string[] {
+export function clangArgs(source: string, output: string): string[] {
   return [
     "-target",
     "bpf",
@@ -29,7 +38,7 @@ export function clangArgs(output: string): string[] {
     // any checkout builds the same bytes.
     `-fdebug-prefix-map=${BPF_DIR.replace(/\/$/, "")}=.`,
     "-c",
-    SOURCE,
+    source,
     "-o",
     output,
   ];
@@ -71,11 +80,11 @@ async function findTool(names: string[]): Promise<string> {
   throw new Error(`none of ${names.join(", ")} found: apt-get install clang llvm`);
 }
 
-/** Builds the object into `output` (a path relative to bpf/ or absolute). */
-export async function buildObject(output: string): Promise<void> {
+/** Builds `build`'s object into `output` (a path relative to bpf/ or absolute). */
+export async function buildObject(build: BpfBuild, output: string): Promise<void> {
   const clang = await findTool(["clang", "clang-14"]);
   const strip = await findTool(["llvm-strip", "llvm-strip-14"]);
-  await run(clang, clangArgs(output));
+  await run(clang, clangArgs(build.source, output));
   await run(strip, ["-g", output]);
 }
 
@@ -86,12 +95,12 @@ export async function clangVersion(): Promise<string> {
 }
 
 /** Rebuilds into a temporary file; true if it equals the committed object. */
-export async function objectIsFresh(): Promise<boolean> {
+export async function objectIsFresh(build: BpfBuild): Promise<boolean> {
   const temp = await Deno.makeTempFile({ suffix: ".bpf.o" });
   try {
-    await buildObject(temp);
+    await buildObject(build, temp);
     const built = await Deno.readFile(temp);
-    const committed = await Deno.readFile(`${BPF_DIR}${OBJECT}`);
+    const committed = await Deno.readFile(`${BPF_DIR}${build.object}`);
     return built.length === committed.length && built.every((byte, i) => byte === committed[i]);
   } finally {
     await Deno.remove(temp);
@@ -100,17 +109,19 @@ export async function objectIsFresh(): Promise<boolean> {
 
 if (import.meta.main) {
   try {
-    if (Deno.args.includes("--check")) {
-      if (!(await objectIsFresh())) {
-        console.error(
-          `bpf/${OBJECT} is stale against bpf/${SOURCE} (or was built by another clang than ${await clangVersion()}): run 'deno task build:bpf' and commit the result`,
-        );
-        Deno.exit(1);
+    for (const build of OBJECTS) {
+      if (Deno.args.includes("--check")) {
+        if (!(await objectIsFresh(build))) {
+          console.error(
+            `bpf/${build.object} is stale against bpf/${build.source} (or was built by another clang than ${await clangVersion()}): run 'deno task build:bpf' and commit the result`,
+          );
+          Deno.exit(1);
+        }
+        console.log(`bpf/${build.object} is up to date`);
+      } else {
+        await buildObject(build, build.object);
+        console.log(`built bpf/${build.object}`);
       }
-      console.log(`bpf/${OBJECT} is up to date`);
-    } else {
-      await buildObject(OBJECT);
-      console.log(`built bpf/${OBJECT}`);
     }
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));

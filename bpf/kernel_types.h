@@ -176,6 +176,14 @@ struct vm_struct {
 	unsigned long size;
 };
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct signal_struct {
+	atomic_t live; /* threads of the group that have not exited */
+};
+
 struct task_struct {
 	void *stack; /* lowest address of the task's kernel stack */
 	struct vm_struct *stack_vm_area;
@@ -187,6 +195,8 @@ struct task_struct {
 	struct files_struct *files;
 	struct nsproxy *nsproxy;
 	struct css_set *cgroups;
+	struct signal_struct *signal;
+	__u64 start_time; /* CLOCK_MONOTONIC ns; a thread group's leader's stays the group's */
 };
 
 struct bpf_iter_meta;

@@ -84,6 +84,16 @@ struct {
 	__type(value, __u8);
 } allowed_mntns SEC(".maps");
 
+/* The traced process tree, by thread group id, when
+ * config.filter_tree_enabled is set: see "The process tree" below. Sized
+ * by user space (1 entry when the filter is off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tree_member);
+} traced_tgids SEC(".maps");
+
 /*
  * One ring buffer per CPU, made by user space (which sets max_entries to
  * the number of possible CPUs and each ring's size): CPUs that emit at
@@ -172,7 +182,7 @@ static __always_inline bool owner_allowed(const struct owner *o)
 {
 	if (!o)
 		return !config.filter_pid && !config.filter_comm_enabled &&
-		       !config.filter_mntns_enabled;
+		       !config.filter_mntns_enabled && !config.filter_tree_enabled;
 	if (config.filter_pid && o->pid != config.filter_pid)
 		return false;
 	if (config.filter_comm_enabled) {
@@ -185,6 +195,8 @@ static __always_inline bool owner_allowed(const struct owner *o)
 	}
 	if (config.filter_mntns_enabled &&
 	    !bpf_map_lookup_elem(&allowed_mntns, &o->mntns_id))
+		return false;
+	if (config.filter_tree_enabled && !bpf_map_lookup_elem(&traced_tgids, &o->pid))
 		return false;
 	return true;
 }
@@ -721,6 +733,87 @@ int seed_owners(struct bpf_iter__task_file *ctx)
 	owner.gid = BPF_CORE_READ(task, cred, gid.val);
 	BPF_CORE_READ_STR_INTO(&owner.comm, task, comm);
 	bpf_map_update_elem(&owners, &key, &owner, BPF_NOEXIST);
+	return 0;
+}
+
+/*
+ * The process tree (config.filter_tree_enabled): user space adds the root
+ * process to traced_tgids before it runs anything; every process a member
+ * forks is added before the child first runs (sched_process_fork runs in
+ * the parent, before the child is woken). A member stays until it is
+ * reaped, not only until it exits: an exiting process still closes its
+ * sockets (a connect it leaves unfinished fails with ECONNABORTED then),
+ * after sched_process_exit. Loaded only with the filter. Raw tracepoints:
+ * forks and exits are rare, and raw_tp works on every kernel tcpgadget
+ * supports.
+ */
+
+/* Processes of the tree that could not be added (map full), per CPU:
+ * their events are lost. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tree_full SEC(".maps");
+
+const struct tree_member *unused_tree_member __attribute__((unused));
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(tree_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	struct tree_member member = {};
+	__u32 zero = 0;
+	__u64 *count;
+
+	/* A new thread is in its process's group, there already or not. */
+	if (child_tgid == parent_tgid || !bpf_map_lookup_elem(&traced_tgids, &parent_tgid))
+		return 0;
+	member.start_time = BPF_CORE_READ(child, start_time);
+	if (!bpf_map_update_elem(&traced_tgids, &child_tgid, &member, BPF_ANY))
+		return 0;
+	count = bpf_map_lookup_elem(&tree_full, &zero);
+	if (count)
+		*count += 1;
+	return 0;
+}
+
+/* Every thread of the group has exited once signal->live is 0 (it is
+ * decremented before the tracepoint); the leader may exit before others. */
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(tree_exit, struct task_struct *task)
+{
+	struct tree_member *member;
+	__u32 tgid;
+
+	if (BPF_CORE_READ(task, signal, live.counter))
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	member = bpf_map_lookup_elem(&traced_tgids, &tgid);
+	if (member)
+		member->exited = 1;
+	return 0;
+}
+
+/*
+ * Reaped: the leader's task is freed last, after every thread's. A thread
+ * (or a leader replaced by an exec in another thread) has pid != tgid. The
+ * start time tells the member from a later process that reused its pid
+ * before this task was freed (an RCU grace period after the pid was).
+ */
+SEC("raw_tp/sched_process_free")
+int BPF_PROG(tree_free, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	struct tree_member *member;
+
+	if (BPF_CORE_READ(task, pid) != tgid)
+		return 0;
+	member = bpf_map_lookup_elem(&traced_tgids, &tgid);
+	if (member && (!member->start_time || member->start_time == BPF_CORE_READ(task, start_time)))
+		bpf_map_delete_elem(&traced_tgids, &tgid);
 	return 0;
 }
 

@@ -64,8 +64,19 @@ struct tcptracer_config {
 	__u64 wakeup_bytes; /* wake the reader once this much is queued; 0: every event */
 	__u8 filter_comm_enabled;
 	__u8 filter_mntns_enabled; /* only mount namespaces in allowed_mntns */
-	__u8 pad[6];
+	__u8 filter_tree_enabled; /* only processes in traced_tgids */
+	__u8 pad[5];
 	char filter_comm[TASK_COMM_LEN];
+};
+
+/*
+ * A process of the traced tree (config.filter_tree_enabled): the value of
+ * traced_tgids, whose key is its thread group id.
+ */
+struct tree_member {
+	__u64 start_time; /* task->start_time of its leader; 0: any (added by user space) */
+	__u8 exited; /* every thread has exited: a zombie until it is reaped */
+	__u8 pad[7];
 };
 
 #endif /* TCPGADGET_TCPTRACER_H */

@@ -100,6 +100,13 @@ const symbols = {
     ],
     result: "pointer", // struct bpf_link *
   },
+  bpf_program__attach_cgroup: {
+    parameters: [
+      "pointer", // const struct bpf_program *prog
+      "i32", // int cgroup_fd
+    ],
+    result: "pointer", // struct bpf_link *
+  },
   bpf_program__fd: {
     parameters: [
       "pointer", // const struct bpf_program *prog
@@ -206,6 +213,15 @@ const symbols = {
       "u64", // __u64 flags
     ],
     result: "i32",
+  },
+  bpf_map__get_next_key: {
+    parameters: [
+      "pointer", // const struct bpf_map *map
+      "buffer", // const void *cur_key (NULL: the first key)
+      "buffer", // void *next_key
+      "usize", // size_t key_sz
+    ],
+    result: "i32", // 0, -ENOENT after the last key
   },
   btf__find_by_name_kind: {
     parameters: [

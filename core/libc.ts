@@ -132,6 +132,24 @@ const symbols = {
     ],
     result: "i32",
   },
+  /** For system calls glibc has no wrapper for (openat2). */
+  syscall: {
+    parameters: [
+      "i64", // long number
+      "i64", // the arguments, as the call takes them
+      "buffer",
+      "buffer",
+      "i64",
+    ],
+    result: "i64", // -1 with errno set on failure
+  },
+  pipe2: {
+    parameters: [
+      "buffer", // int pipefd[2]
+      "i32", // int flags
+    ],
+    result: "i32",
+  },
   memfd_create: {
     parameters: [
       "buffer", // const char *name
@@ -159,6 +177,11 @@ export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
+export const O_NONBLOCK = 0o4000;
+export const O_DIRECTORY = 0o200000;
+export const O_NOCTTY = 0o400;
+export const O_PATH = 0o10000000;
+export const ENOSYS = 38;
 export const POLLIN = 0x1;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;

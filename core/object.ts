@@ -246,6 +246,18 @@ export class BpfProgram extends ObjectPart {
     }
   }
 
+  /**
+   * Attaches a cgroup program (`SEC("cgroup_skb/...")`) to the cgroup open
+   * as `cgroupFd`, with a link: it runs for that cgroup and every cgroup
+   * below, beside programs others attached, until the link is closed. The
+   * link holds the cgroup: `cgroupFd` may be closed after.
+   */
+  attachCgroup(cgroupFd: number): BpfLink {
+    clearLibbpfLog();
+    const link = this.lib.bpf_program__attach_cgroup(this.pointer, cgroupFd);
+    return new BpfLink(this.lib, checkPointer(link, `attaching ${this.name}`), this.name);
+  }
+
   /** Attaches the program where its ELF section says (tracepoint name). */
   attach(): BpfLink {
     clearLibbpfLog();
@@ -324,6 +336,17 @@ export class BpfMap extends ObjectPart {
       ),
       `updating map ${this.name}`,
     );
+  }
+
+  /**
+   * Writes the key after `key` (the first key if `key` is null) into
+   * `next`; false after the last key.
+   */
+  nextKey(key: Uint8Array | null, next: Uint8Array): boolean {
+    const result = this.lib.bpf_map__get_next_key(this.pointer, key, next, BigInt(next.length));
+    if (result === -2 /* ENOENT */) return false;
+    check(result, `listing map ${this.name}`);
+    return true;
   }
 
   /** Deletes a key; false if it was absent. */

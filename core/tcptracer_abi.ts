@@ -39,7 +39,15 @@ export const CONFIG_LAYOUT = {
   wakeup_bytes: 8,
   filter_comm_enabled: 16,
   filter_mntns_enabled: 17,
+  filter_tree_enabled: 18,
   filter_comm: 24,
+} as const;
+
+/** Offsets in `struct tree_member` (the traced tree's map values), and its size. */
+export const TREE_MEMBER_LAYOUT = {
+  size: 16,
+  start_time: 0,
+  exited: 8,
 } as const;
 
 /** `enum event_kind`: bits of `tcptracer_config.kinds`, the events the kernel emits. */

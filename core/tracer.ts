@@ -16,7 +16,13 @@ import {
 } from "./object.ts";
 import { MergedRingBuffers, RingBufferReader } from "./ringbuf.ts";
 import { EventDecoder, type TcpEvent } from "./event.ts";
-import { CONFIG_LAYOUT, EVENT_KIND, EVENT_LAYOUT, TASK_COMM_LEN } from "./tcptracer_abi.ts";
+import {
+  CONFIG_LAYOUT,
+  EVENT_KIND,
+  EVENT_LAYOUT,
+  TASK_COMM_LEN,
+  TREE_MEMBER_LAYOUT,
+} from "./tcptracer_abi.ts";
 import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "./libc.ts";
 import { openLibbpf } from "./libbpf.ts";
 import { errorLine, TcpgadgetError, UnsupportedError } from "./errors.ts";
@@ -62,6 +68,11 @@ export interface TracerOptions {
    * can be changed while tracing with {@link TcpTracer.allowMountNamespace}.
    */
   mountNamespaces?: Iterable<number>;
+  /**
+   * Only processes of a tree: those given to {@link TcpTracer.traceProcess}
+   * and every process they start, at any depth (filtered in the kernel).
+   */
+  processTree?: boolean;
   /**
    * Size in bytes of each CPU's ring buffer, a power of two of at least
    * 4096 (default: {@link defaultRingBytes}).
@@ -141,6 +152,7 @@ export function encodeConfig(options: TracerOptions): Uint8Array {
     );
   }
   if (options.mountNamespaces !== undefined) view.setUint8(L.filter_mntns_enabled, 1);
+  if (options.processTree) view.setUint8(L.filter_tree_enabled, 1);
   return bytes;
 }
 
@@ -179,6 +191,10 @@ export class TcpTracer {
   readonly #lostMap: BpfMap;
   readonly #rescuedMap: BpfMap;
   readonly #mntnsMap: BpfMap;
+  readonly #treeMap: BpfMap;
+  readonly #treeFullMap: BpfMap;
+  readonly #processTree: boolean;
+  #treeFullReported = 0n;
   readonly #perCpuValue: Uint8Array;
   readonly #pollIntervalMs: number;
   readonly #onWarning: (message: string) => void;
@@ -194,6 +210,12 @@ export class TcpTracer {
   readonly startupMs: number;
   /** How long a busy reader lets events gather between reads ({@link batchIntervalMs}). */
   readonly batchIntervalMs: number;
+  /**
+   * What turns the kernel's boot-time clock into the events' wall-clock
+   * time (fixed at open): for other sources of events, such as DNS
+   * answers, to be on the same clock.
+   */
+  readonly bootToRealtimeNs: bigint;
 
   private constructor(
     object: BpfObject,
@@ -213,10 +235,14 @@ export class TcpTracer {
       timeOffset: EVENT_LAYOUT.timestamp_ns,
       now: () => Number(clockNs(CLOCK_BOOTTIME)),
     });
-    this.#decoder = new EventDecoder(clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME));
+    this.bootToRealtimeNs = clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME);
+    this.#decoder = new EventDecoder(this.bootToRealtimeNs);
     this.#lostMap = object.map("lost");
     this.#rescuedMap = object.map("rescued");
     this.#mntnsMap = object.map("allowed_mntns");
+    this.#treeMap = object.map("traced_tgids");
+    this.#treeFullMap = object.map("tree_full");
+    this.#processTree = options.processTree === true;
     this.#perCpuValue = new Uint8Array(8 * possibleCpus());
     this.#pollIntervalMs = options.pollIntervalMs ?? 100;
     this.batchIntervalMs = batchIntervalMs(rings[0].size);
@@ -254,9 +280,14 @@ export class TcpTracer {
         const { handler, rescue } = STATE_PROGRAMS[method];
         links.push(object.program(handler).attach());
         links.push(object.program(rescue).attach());
+        // The tree's programs before any other: without them a tree is
+        // not followed, and tracing it would miss its children.
+        for (const name of TREE_PROGRAMS) {
+          if (options.processTree) links.push(object.program(name).attach());
+        }
         for (const program of object.programs()) {
           if (!program.autoload || program.name === handler || program.name === rescue) continue;
-          if (program.name === SEED_PROGRAM) continue;
+          if (program.name === SEED_PROGRAM || TREE_PROGRAMS.includes(program.name)) continue;
           try {
             links.push(program.attach());
           } catch (error) {
@@ -390,6 +421,15 @@ export class TcpTracer {
       this.#onWarning(`lost ${lost - this.#lostReported} events (ring buffer full)`);
       this.#lostReported = lost;
     }
+    const treeFull = this.untracedProcesses();
+    if (treeFull > this.#treeFullReported) {
+      this.#onWarning(
+        `lost the events of ${
+          treeFull - this.#treeFullReported
+        } processes of the traced tree (more than ${TREE_CAPACITY} at a time)`,
+      );
+      this.#treeFullReported = treeFull;
+    }
     if (!final && performance.now() - this.#unhandledCheckedAt < 1000) return;
     this.#unhandledCheckedAt = performance.now();
     const unhandled = this.unhandledRuns();
@@ -413,6 +453,63 @@ export class TcpTracer {
     this.#mntnsMap.delete(new Uint8Array(new Uint32Array([mntns]).buffer));
   }
 
+  /**
+   * Adds a process to the traced tree (option `processTree`): its events
+   * and those of every process it starts from now on pass the filter. Add
+   * it before it starts anything (see gated_spawn.ts). Throws if the
+   * process does not exist.
+   */
+  traceProcess(pid: number): void {
+    if (!this.#processTree) throw new TcpgadgetError("the tracer was opened without processTree");
+    const key = new Uint8Array(new Uint32Array([pid]).buffer);
+    // start_time 0: removed when any process of this pid is reaped.
+    this.#treeMap.update(key, new Uint8Array(TREE_MEMBER_LAYOUT.size));
+    // Reaped before it was added: the kernel will not remove it.
+    if (!processExists(pid)) {
+      this.#treeMap.delete(key);
+      throw new TcpgadgetError(`process ${pid} does not exist`);
+    }
+  }
+
+  /**
+   * Thread group ids of the traced tree's processes, and whether each has
+   * exited (every thread ended: a zombie its parent has not reaped yet).
+   */
+  processTreeMembers(): { pid: number; exited: boolean }[] {
+    const members: { pid: number; exited: boolean }[] = [];
+    const key = new Uint8Array(4);
+    const value = new Uint8Array(TREE_MEMBER_LAYOUT.size);
+    let previous: Uint8Array | null = null;
+    // When the previous key is removed meanwhile, the kernel starts over
+    // from the first: a pid may come twice (the last word on it is kept),
+    // and the walk is bounded.
+    const seen = new Map<number, boolean>();
+    for (
+      let steps = 0;
+      steps < 2 * TREE_CAPACITY && this.#treeMap.nextKey(previous, key);
+      steps++
+    ) {
+      const pid = new DataView(key.buffer).getUint32(0, true);
+      if (this.#treeMap.lookup(key, value)) seen.set(pid, value[TREE_MEMBER_LAYOUT.exited] !== 0);
+      previous = key.slice();
+    }
+    for (const [pid, exited] of seen) members.push({ pid, exited });
+    return members;
+  }
+
+  /**
+   * Processes of the traced tree that the kernel could not add (more than
+   * it holds at a time): their events are lost. Always 0 without the option.
+   */
+  untracedProcesses(): bigint {
+    return this.#processTree && !this.#closed ? this.#sumPerCpu(this.#treeFullMap) : 0n;
+  }
+
+  /** Whether every process of the traced tree has exited (or none was added). */
+  processTreeEmpty(): boolean {
+    return this.processTreeMembers().every((member) => member.exited);
+  }
+
   /** Detaches every program and frees every kernel object. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -430,6 +527,14 @@ export class TcpTracer {
 
 const BPF_MAP_TYPE_RINGBUF = 27;
 const SEED_PROGRAM = "seed_owners";
+/** The programs that follow the process tree (option `processTree`). */
+const TREE_PROGRAMS = ["tree_fork", "tree_exit", "tree_free"];
+/**
+ * Processes of the traced tree at one time (alive or not yet reaped): a
+ * hash map of this many entries takes 2.9 MB (measured), made only with the
+ * option.
+ */
+const TREE_CAPACITY = 32768;
 
 /**
  * Ways to load the object, best first: the state-change program as tp_btf
@@ -458,6 +563,8 @@ function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions)
     object.program("tcp_accept4_exit").autoload = needsOwners;
     object.program("tcp_accept_exit").autoload = needsOwners;
     object.program(SEED_PROGRAM).autoload = seed && needsOwners;
+    for (const name of TREE_PROGRAMS) object.program(name).autoload = options.processTree === true;
+    object.map("traced_tgids").maxEntries = options.processTree ? TREE_CAPACITY : 1;
     // One ring per CPU, made after loading (createRings).
     object.map("events").maxEntries = possibleCpus();
     object.load();
@@ -513,6 +620,16 @@ function ringBytes(options: TracerOptions): number {
  */
 function closeLinks(links: BpfLink[]): void {
   for (const link of links.toReversed()) link.close();
+}
+
+/** Whether a process (any task) of this id exists, a zombie included. */
+function processExists(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function emptyEvent(): TcpEvent {

@@ -4,34 +4,39 @@
  * (core/tcptracer_abi.ts: layouts, enums) matches its BTF.
  */
 
-import { objectIsFresh } from "../bpf/build.ts";
+import { objectIsFresh, OBJECTS } from "../bpf/build.ts";
 import {
   CONFIG_LAYOUT,
   EVENT_KIND,
   EVENT_LAYOUT,
   EVENT_TYPE,
   TASK_COMM_LEN,
+  TREE_MEMBER_LAYOUT,
 } from "../core/tcptracer_abi.ts";
+import { DNS_COUNTER, DNS_EVENT_LAYOUT, DNS_LIMITS } from "../core/dnssnoop_abi.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { hasCommand } from "./helpers/privileges.ts";
 
 const OBJECT = new URL("../bpf/tcptracer.bpf.o", import.meta.url).pathname;
+const DNS_OBJECT = new URL("../bpf/dnssnoop.bpf.o", import.meta.url).pathname;
 
 const noClang = !hasCommand("clang") || !hasCommand("llvm-strip");
 if (noClang) console.warn("SKIPPED (bpf_object_test.ts staleness): clang/llvm-strip not installed");
 const noBpftool = !hasCommand("bpftool", "version");
 if (noBpftool) console.warn("SKIPPED (bpf_object_test.ts layouts): bpftool not installed");
 
-Deno.test({
-  name: "bpf object: bpf/tcptracer.bpf.o is what bpf/tcptracer.bpf.c compiles to",
-  ignore: noClang,
-  async fn() {
-    assert(
-      await objectIsFresh(),
-      "bpf/tcptracer.bpf.o is stale: run 'deno task build:bpf' and commit it",
-    );
-  },
-});
+for (const build of OBJECTS) {
+  Deno.test({
+    name: `bpf object: bpf/${build.object} is what bpf/${build.source} compiles to`,
+    ignore: noClang,
+    async fn() {
+      assert(
+        await objectIsFresh(build),
+        `bpf/${build.object} is stale: run 'deno task build:bpf' and commit it`,
+      );
+    },
+  });
+}
 
 interface BtfMember {
   name: string;
@@ -49,18 +54,20 @@ interface BtfType {
   values: { name: string; val: number }[];
 }
 
-let btfTypes: BtfType[] | undefined;
+const btfTypes = new Map<string, BtfType[]>();
 
-function btf(): BtfType[] {
-  if (btfTypes) return btfTypes;
-  const output = new Deno.Command("bpftool", { args: ["-j", "btf", "dump", "file", OBJECT] })
+function btf(object = OBJECT): BtfType[] {
+  let types = btfTypes.get(object);
+  if (types) return types;
+  const output = new Deno.Command("bpftool", { args: ["-j", "btf", "dump", "file", object] })
     .outputSync();
-  ({ types: btfTypes } = JSON.parse(new TextDecoder().decode(output.stdout)));
-  return btfTypes!;
+  ({ types } = JSON.parse(new TextDecoder().decode(output.stdout)));
+  btfTypes.set(object, types!);
+  return types!;
 }
 
-function btfType(kind: string, name: string): BtfType {
-  const found = btf().find((t) => t.kind === kind && t.name === name);
+function btfType(kind: string, name: string, object = OBJECT): BtfType {
+  const found = btf(object).find((t) => t.kind === kind && t.name === name);
   if (!found) throw new Error(`${kind.toLowerCase()} ${name} not in the object's BTF`);
   return found;
 }
@@ -69,8 +76,8 @@ function btfType(kind: string, name: string): BtfType {
  * Byte offsets of every member but padding, as the object's BTF has them:
  * a member added on one side only shows as a difference.
  */
-function offsets(name: string): Record<string, number> {
-  const struct = btfType("STRUCT", name);
+function offsets(name: string, object = OBJECT): Record<string, number> {
+  const struct = btfType("STRUCT", name, object);
   const result: Record<string, number> = { size: struct.size };
   for (const member of struct.members) {
     if (!member.name.startsWith("pad")) result[member.name] = member.bits_offset / 8;
@@ -79,8 +86,8 @@ function offsets(name: string): Record<string, number> {
 }
 
 /** The values of a C enum, by name. */
-function enumValues(name: string): Record<string, number> {
-  return Object.fromEntries(btfType("ENUM", name).values.map((v) => [v.name, v.val]));
+function enumValues(name: string, object = OBJECT): Record<string, number> {
+  return Object.fromEntries(btfType("ENUM", name, object).values.map((v) => [v.name, v.val]));
 }
 
 Deno.test({
@@ -109,5 +116,23 @@ Deno.test({
   fn() {
     assertEquals(enumValues("event_kind"), { ...EVENT_KIND });
     assertEquals(enumValues("event_type"), { ...EVENT_TYPE });
+  },
+});
+
+Deno.test({
+  name: "bpf object: struct tree_member layout matches the process tree's reader",
+  ignore: noBpftool,
+  fn() {
+    assertEquals(offsets("tree_member"), { ...TREE_MEMBER_LAYOUT });
+  },
+});
+
+Deno.test({
+  name: "bpf object: dnssnoop's struct dns_event, limits and counters match core/dnssnoop_abi.ts",
+  ignore: noBpftool,
+  fn() {
+    assertEquals(offsets("dns_event", DNS_OBJECT), { ...DNS_EVENT_LAYOUT });
+    assertEquals(enumValues("dns_limits", DNS_OBJECT), { ...DNS_LIMITS });
+    assertEquals(enumValues("dns_counter", DNS_OBJECT), { ...DNS_COUNTER });
   },
 });

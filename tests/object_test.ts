@@ -83,6 +83,9 @@ Deno.test({
         "tcp_accept_exit",
         "tcp_set_state_btf",
         "tcp_set_state_raw",
+        "tree_exit",
+        "tree_fork",
+        "tree_free",
       ],
     );
     object.close();

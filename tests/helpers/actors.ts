@@ -36,15 +36,29 @@ export class Actor {
   /**
    * Starts an actor named `comm`, in network namespace `netns` if given,
    * and in a mount namespace of its own with `unshareMount` (as a
-   * container's processes are).
+   * container's processes are) or `binds` (files of its own: each target
+   * path, such as /etc/resolv.conf, bind-mounted from its source).
    */
   static async start(
     comm: string,
-    options: { netns?: string; unshareMount?: boolean } = {},
+    options: { netns?: string; unshareMount?: boolean; binds?: Record<string, string> } = {},
   ): Promise<Actor> {
+    const binds = Object.entries(options.binds ?? {});
     const [command, ...args] = [
       ...(options.netns ? ["ip", "netns", "exec", options.netns] : []),
-      ...(options.unshareMount ? ["unshare", "--mount", "--propagation", "private"] : []),
+      ...(options.unshareMount || binds.length
+        ? ["unshare", "--mount", "--propagation", "private"]
+        : []),
+      ...(binds.length
+        ? [
+          "sh",
+          "-c",
+          `${binds.map((_, i) => `mount --bind "$${2 * i + 2}" "$${2 * i + 1}" && `).join("")}` +
+          `shift ${2 * binds.length} && exec "$@"`,
+          "sh",
+          ...binds.flat(),
+        ]
+        : []),
       "python3",
       ACTOR,
       comm,

@@ -21,6 +21,10 @@ command per line on stdin and answers each with one JSON line on stdout:
   shutdown S                       shutdown(SHUT_WR): {"ok": true}
   close S                          {"ok": true}
   rst S                            close with SO_LINGER 0 (sends RST): {"ok": true}
+  resolve NAME [4|6]               the system resolver (getaddrinfo):
+                                   {"addresses": [...]}
+  resolve_tcp NAME SERVER          one A query over TCP to SERVER port 53:
+                                   {"addresses": [...]}
   exit                             exits
 """
 
@@ -39,6 +43,34 @@ def set_comm(name):
 
 def family_of(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def resolve_tcp(name, server):
+    """The A records of NAME, asked of SERVER over TCP (RFC 1035 4.2.2)."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    query = struct.pack(">HHHHHH", 0x7C9A, 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1"
+    with socket.create_connection((server, 53)) as sock:
+        sock.sendall(struct.pack(">H", len(query)) + query)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + struct.unpack(">H", data[:2])[0]:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    message = data[2:]
+    count = struct.unpack(">H", message[6:8])[0]
+    offset = 12 + len(labels) + 1 + 4
+    addresses = []
+    for _ in range(count):
+        while message[offset] and message[offset] < 0xC0:  # the owner's name
+            offset += 1 + message[offset]
+        offset += 2 if message[offset] >= 0xC0 else 1
+        rtype, _, _, length = struct.unpack(">HHIH", message[offset:offset + 10])
+        offset += 10
+        if rtype == 1:
+            addresses.append(socket.inet_ntoa(message[offset:offset + 4]))
+        offset += length
+    return addresses
 
 
 def main():
@@ -159,6 +191,12 @@ def main():
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
             reply({"ok": True})
+        elif command == "resolve":
+            family = {"4": socket.AF_INET, "6": socket.AF_INET6}.get(args[1] if len(args) > 1 else "")
+            infos = socket.getaddrinfo(args[0], None, family or 0, socket.SOCK_STREAM)
+            reply({"addresses": [info[4][0] for info in infos]})
+        elif command == "resolve_tcp":
+            reply({"addresses": resolve_tcp(args[0], args[1])})
         elif command == "exit":
             break
         else:
