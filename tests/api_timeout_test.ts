@@ -4,13 +4,16 @@
  * loopback that accept TCP, or complete TLS, and never answer (node mode
  * with --kubeconfig, cluster mode, `tcpgadget cleanup`), and the test API
  * server holding one kind of request unanswered (the first list or the
- * watch of node mode's and cluster mode's watches, a pod's status, the exec
+ * watch of the pods, creating the agent pods, a pod's status, the exec
  * upgrade, the deletions). A server that answers with errors is waited for
  * as before: watches are retried and warned once.
  *
- * The bound is 5 s here (TCPGADGET_API_TIMEOUT; 2 s proved too short for
- * the test API server on a loaded machine): the tests check that every run
- * ends well within a loose 40 s, as a bug check, not a benchmark.
+ * The bound is 10 s here (TCPGADGET_API_TIMEOUT): every request the test
+ * API server does answer must come within it, and a fresh process's first
+ * request took 7 s and 19 s here once in a while (2 s and 5 s bounds made
+ * these tests flaky). The tests check that every run ends well within a
+ * loose 60 s (one run waits twice: for a watch, then for deletions), as a
+ * bug check, not a benchmark.
  */
 
 import { Actor } from "./helpers/actors.ts";
@@ -22,9 +25,9 @@ import { type Silence, SilentServer } from "./helpers/silent_server.ts";
 import type { RequestFault } from "./kube_apiserver/mod.ts";
 
 const FILE = "api_timeout_test.ts";
-const ENV = { TCPGADGET_API_TIMEOUT: "5" };
+const ENV = { TCPGADGET_API_TIMEOUT: "10" };
 /** How long a run may take before the test calls it stuck. */
-const LOOSE_MS = 40_000;
+const LOOSE_MS = 60_000;
 
 const NO_OPENSSL = hasCommand("openssl", "version") ? undefined : "openssl not installed";
 if (NO_OPENSSL) console.warn(`SKIPPED (${FILE}, TLS and test API server): ${NO_OPENSSL}`);
@@ -32,9 +35,9 @@ const CLUSTER_SKIP = clusterSkipReason();
 if (CLUSTER_SKIP) console.warn(`SKIPPED (${FILE}, cluster mode): ${CLUSTER_SKIP}`);
 
 /**
- * Runs tcpgadget with the short bound, and a temporary directory of its
+ * Runs tcpgadget with the test's bound, and a temporary directory of its
  * own that must be empty when it ends; fails the test if it is still
- * running after 40 s.
+ * running after 60 s.
  */
 async function run(
   args: string[],
@@ -58,7 +61,7 @@ async function run(
 
 /** The line for a server that did not answer. */
 function noAnswer(url: string, kubeconfig: string, context: string): string {
-  return `tcpgadget: cannot connect to the Kubernetes API server at ${url} (context "${context}" of kubeconfig ${kubeconfig}): no answer within 5 s`;
+  return `tcpgadget: cannot connect to the Kubernetes API server at ${url} (context "${context}" of kubeconfig ${kubeconfig}): no answer within 10 s`;
 }
 
 for (const silence of ["tcp", "tls"] as Silence[]) {
@@ -114,8 +117,8 @@ apiTest(
     const expected = noAnswer(cluster.api.url, cluster.kubeconfig, "fake");
     const faults: RequestFault[] = [
       { verb: "list", resource: "pods", code: "no answer" },
+      // The list answered, the watch not: client-node's start() awaits it.
       { verb: "watch", resource: "pods", code: "no answer" },
-      { verb: "watch", resource: "services", code: "no answer" },
     ];
     for (const fault of faults) {
       const undo = cluster.api.failRequests({ ...fault, times: Infinity });
@@ -193,10 +196,7 @@ apiTest(
     const pods = (stderr: string[]) =>
       stderr.map((line) => line.replace(/tcpgadget-[0-9a-f]{6}-/g, "tcpgadget-RUN-"));
     const cases: [RequestFault[], string[]][] = [
-      // The first list and the watch of pods: the run stops, its pods are deleted.
-      [[{ verb: "list", resource: "pods", namespace: "", code: "no answer" }], [expected]],
-      [[{ verb: "watch", resource: "pods", code: "no answer" }], [expected]],
-      // Creating the pods.
+      // Creating the pods (the first list and the watch are node mode's, above).
       [[{ verb: "create", resource: "pods", code: "no answer" }], [expected]],
       // Each node's steps: its pod's status, the exec that uploads.
       ...[
@@ -221,7 +221,8 @@ apiTest(
       await assertNothingLeft(cluster, []);
     }
 
-    // Deletions never answered: said for each pod, and the run ends all the same.
+    // The watch of pods never answered: the run stops and deletes its pods;
+    // deletions never answered: said for each pod, and the run ends all the same.
     const undo = [
       cluster.api.failRequests({
         verb: "watch",
