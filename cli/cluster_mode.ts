@@ -183,6 +183,7 @@ async function runCluster(
     if (!output.flush() || output.readerGone()) stopping.abort();
   }, 100);
   let payload: Payload | undefined;
+  let preparing: Promise<Payload> | undefined;
   let sessions: AgentSession[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
   let sessionsDone: Promise<unknown> = Promise.resolve();
@@ -242,7 +243,7 @@ async function runCluster(
     const prepared = await Promise.race([
       Promise.all([
         metadata.start(client, { services: true, namespace: filter.namespace }),
-        preparePayload(options.main, signal).then((p) => payload = p),
+        preparing = preparePayload(options.main, signal).then((p) => payload = p),
       ]),
       stopped,
     ]).catch((error) => {
@@ -281,6 +282,8 @@ async function runCluster(
       cleanup.failed = (await deletePods(client, agentNamespace, created, io.warn)).size > 0;
     }
     await metadata.stop();
+    // A failure elsewhere may end the run while the bundle is being made.
+    await preparing?.catch(() => {});
     await payload?.dispose();
     for (const name of STOP_SIGNALS) Deno.removeSignalListener(name, onSignal);
   }

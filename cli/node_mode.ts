@@ -12,6 +12,7 @@
 
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
 import { UsageError } from "../core/errors.ts";
+import { containerNamingWarning } from "../core/system.ts";
 import type { Enricher, KubernetesFields } from "../core/trace_event.ts";
 import { containerSelection, type KubernetesFilter } from "../k8s/pod_filter.ts";
 import { ContainerResolver } from "../k8s/node/container_resolver.ts";
@@ -133,6 +134,8 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
     await metadata?.stop();
     throw error;
   }
+  const ptrace = containerNamingWarning();
+  if (ptrace) io.warn(ptrace);
   keeper?.attach(tracer);
   resolver.start(keeper ? 500 : 1000, (error) => io.warn(`container rescan failed: ${error}`));
   const containers = new ContainerEnricher(resolver, nodeName(flags));

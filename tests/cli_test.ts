@@ -286,7 +286,7 @@ Deno.test({
     // Still uid 0, but with every capability dropped.
     await assertOneLineError(
       ["trace", "tcp"],
-      "tcpgadget needs root to load BPF programs (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN): run it with sudo",
+      "missing privileges: CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load BPF programs; run tcpgadget as root (sudo)",
       1,
       { wrapper: ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"] },
     );

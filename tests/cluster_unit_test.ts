@@ -77,10 +77,9 @@ Deno.test("cluster: the agent pod", () => {
 });
 
 Deno.test("cluster: exec URLs carry the command word by word", () => {
-  const kc = new k8s.KubeConfig();
   const url = execUrl(
     "https://api.example:6443/prefix/",
-    { config: kc, namespace: "a b", pod: "p", container: "agent" },
+    { namespace: "a b", pod: "p", container: "agent" },
     ["sh", "-c", "echo $x && ls"],
     true,
   );

@@ -14,7 +14,7 @@ import { LineSplitter } from "../../core/line_splitter.ts";
 import type { Semaphore } from "../../core/semaphore.ts";
 import { sleep } from "../../core/sleep.ts";
 import { agentCommand, agentPod, agentPodName } from "./agent_pod.ts";
-import { httpStatus } from "./api_errors.ts";
+import { httpStatus, NoAnswerError } from "./api_errors.ts";
 import { ExecDroppedError, execInPod, type ExecTarget } from "./exec.ts";
 import type { KubeClient } from "./kube_client.ts";
 import { podFailure } from "./pod_failure.ts";
@@ -85,7 +85,7 @@ export class AgentSession {
 
   get #target(): ExecTarget {
     return {
-      config: this.#run.client.kubeconfig.config,
+      kubeconfig: this.#run.client.kubeconfig,
       namespace: this.#run.namespace,
       pod: this.pod,
       container: "agent",
@@ -174,8 +174,10 @@ export class AgentSession {
       } catch (error) {
         const status = httpStatus((error as Error).cause);
         if (status === 404) throw new TcpgadgetError("the agent pod was deleted before it started");
-        // A refusal stays one; anything else (a blip of the server) is asked again.
-        if ((status >= 400 && status < 500) || performance.now() > deadline) throw error;
+        // A refusal stays one, and so does a server that stopped answering;
+        // anything else (a blip of the server) is asked again.
+        const refused = status >= 400 && status < 500;
+        if (refused || error instanceof NoAnswerError || performance.now() > deadline) throw error;
       }
       if (last?.status?.phase === "Running") return;
       const failure = last && podFailure(last, this.#run.image);

@@ -9,6 +9,7 @@
 import "./silence_node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
 import { errorLine, TcpgadgetError } from "../../core/errors.ts";
+import { secondsText } from "./api_timeout.ts";
 
 /** What a request was doing, to name it in an error. */
 export interface RequestDescription {
@@ -52,6 +53,76 @@ export interface ApiOrigin {
   config?: k8s.KubeConfig;
 }
 
+/**
+ * The API server could not be reached: the connection was refused or
+ * reset, TLS failed, or no answer came in time. Unlike an answer with an
+ * error, this says that the kubeconfig leads nowhere useful.
+ */
+export class ApiUnreachableError extends TcpgadgetError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ApiUnreachableError";
+  }
+}
+
+/** The API server did not answer within the bound (see api_timeout.ts). */
+export class NoAnswerError extends ApiUnreachableError {
+  constructor(message: string) {
+    super(message);
+    this.name = "NoAnswerError";
+  }
+}
+
+/** Which server, context and kubeconfig, for messages. */
+function serverText(origin: ApiOrigin): string {
+  const context = origin.context
+    ? ` (context "${origin.context}"${origin.source ? ` of kubeconfig ${origin.source}` : ""})`
+    : "";
+  return `the Kubernetes API server at ${origin.server}${context}`;
+}
+
+/**
+ * The error for a server that cannot be reached, with why.
+ *
+ * @example
+ * ```ts
+ * import { unreachableError } from "./api_errors.ts";
+ * import assert from "node:assert/strict";
+ * const origin = { server: "https://10.0.0.1:6443", context: "prod", source: "/kc" };
+ * assert.equal(
+ *   unreachableError(origin, "connect ECONNREFUSED 10.0.0.1:6443").message,
+ *   'cannot connect to the Kubernetes API server at https://10.0.0.1:6443 (context "prod" of kubeconfig /kc): connect ECONNREFUSED 10.0.0.1:6443',
+ * );
+ * ```
+ */
+export function unreachableError(
+  origin: ApiOrigin,
+  reason: string,
+  cause?: unknown,
+): ApiUnreachableError {
+  return new ApiUnreachableError(`cannot connect to ${serverText(origin)}: ${reason}`, { cause });
+}
+
+/**
+ * The error for a server that did not answer within `timeoutMs`.
+ *
+ * @example
+ * ```ts
+ * import { noAnswerError } from "./api_errors.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   noAnswerError({ server: "https://127.0.0.1:6443", context: "x", source: "/kc" }, 20_000)
+ *     .message,
+ *   'cannot connect to the Kubernetes API server at https://127.0.0.1:6443 (context "x" of kubeconfig /kc): no answer within 20 s',
+ * );
+ * ```
+ */
+export function noAnswerError(origin: ApiOrigin, timeoutMs: number): NoAnswerError {
+  return new NoAnswerError(
+    `cannot connect to ${serverText(origin)}: no answer within ${secondsText(timeoutMs)}`,
+  );
+}
+
 // Failures to open a connection (node-fetch's FetchError carries the
 // system error's code), as opposed to an answer from the server.
 const NETWORK_ERROR =
@@ -80,13 +151,7 @@ export function apiError(
     ) {
       // node-fetch: "request to URL failed, reason: connect ECONNREFUSED ..."
       const reason = message.match(/, reason: (.*)$/)?.[1] ?? message;
-      const context = origin.context
-        ? ` (context "${origin.context}"${origin.source ? ` of kubeconfig ${origin.source}` : ""})`
-        : "";
-      return new TcpgadgetError(
-        `cannot connect to the Kubernetes API server at ${server}${context}: ${reason}`,
-        { cause: error },
-      );
+      return unreachableError(origin, reason, error);
     }
     // No answer and no connection failure: the credentials could not be
     // had (client-node reports a failed exec plugin with its stderr alone).

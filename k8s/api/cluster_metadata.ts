@@ -15,7 +15,8 @@ import "./silence_node_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
 import { errorLine, TcpgadgetError } from "../../core/errors.ts";
 import type { Endpoint } from "../../core/trace_event.ts";
-import { httpStatus } from "./api_errors.ts";
+import { apiError, ApiUnreachableError, httpStatus, noAnswerError } from "./api_errors.ts";
+import { boundedWatch, isWatchTimeout } from "./bounded_watch.ts";
 import type { KubeClient } from "./kube_client.ts";
 
 /** A pod, as far as events need it. */
@@ -88,60 +89,81 @@ export class ClusterMetadata {
    * Lists and starts watching pods (in every namespace, else in
    * `namespace`) and, if `services`, services in every namespace. Resolves
    * once the first lists are in, with what could be watched; what could
-   * not (RBAC) is reported once through the warning callback.
+   * not (RBAC) is reported once through the warning callback. Rejects,
+   * with nothing left running, if the server cannot be reached or does not
+   * answer a first list or watch in time ({@link ApiUnreachableError}).
    */
   async start(
     client: KubeClient,
     options: { services?: boolean; namespace?: string } = {},
   ): Promise<MetadataCoverage> {
-    const core = client.core;
+    try {
+      return await this.#start(client, options);
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  async #start(
+    client: KubeClient,
+    options: { services?: boolean; namespace?: string },
+  ): Promise<MetadataCoverage> {
     const coverage: MetadataCoverage = { pods: "none", services: false };
+    const informer = <T extends k8s.KubernetesObject>(
+      path: string,
+      list: () => Promise<k8s.KubernetesListObject<T>>,
+    ) =>
+      new k8s.ListWatch<T>(
+        path,
+        boundedWatch(client.kubeconfig.config, client.timeoutMs),
+        list,
+        false,
+      );
     const podHandlers = (informer: k8s.Informer<k8s.V1Pod>) => {
       const onPod = (pod: k8s.V1Pod) => this.#addPod(pod);
       informer.on("add", onPod);
       informer.on("update", onPod);
       informer.on("delete", (pod) => this.#removePod(pod));
     };
-    const allPods = k8s.makeInformer<k8s.V1Pod>(
-      client.kubeconfig.config,
+    const allPods = informer<k8s.V1Pod>(
       "/api/v1/pods",
-      () => client.call({ verb: "list", resource: "pods" }, () => core.listPodForAllNamespaces()),
+      () =>
+        client.call({ verb: "list", resource: "pods" }, (core) => core.listPodForAllNamespaces()),
     );
     podHandlers(allPods);
     const denied: string[] = [];
-    let podError = await this.#run(allPods, "pods");
+    let podError = await this.#run(allPods, "pods", client);
     if (podError === undefined) coverage.pods = "all";
     else if (options.namespace !== undefined) {
       const namespace = options.namespace;
-      const namespaced = k8s.makeInformer<k8s.V1Pod>(
-        client.kubeconfig.config,
+      const namespaced = informer<k8s.V1Pod>(
         `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
         () =>
           client.call(
             { verb: "list", resource: "pods", namespace },
-            () => core.listNamespacedPod({ namespace }),
+            (core) => core.listNamespacedPod({ namespace }),
           ),
       );
       podHandlers(namespaced);
-      podError = await this.#run(namespaced, `pods in namespace ${namespace}`);
+      podError = await this.#run(namespaced, `pods in namespace ${namespace}`, client);
       if (podError === undefined) coverage.pods = namespace;
     }
     if (podError !== undefined) denied.push(errorLine(podError));
     if (options.services) {
-      const services = k8s.makeInformer<k8s.V1Service>(
-        client.kubeconfig.config,
+      const services = informer<k8s.V1Service>(
         "/api/v1/services",
         () =>
           client.call(
             { verb: "list", resource: "services" },
-            () => core.listServiceForAllNamespaces(),
+            (core) => core.listServiceForAllNamespaces(),
           ),
       );
       const onService = (service: k8s.V1Service) => this.#addService(service);
       services.on("add", onService);
       services.on("update", onService);
       services.on("delete", (service) => this.#removeService(service));
-      const serviceError = await this.#run(services, "services");
+      const serviceError = await this.#run(services, "services", client);
       if (serviceError === undefined) coverage.services = true;
       else denied.push(errorLine(serviceError));
     }
@@ -159,48 +181,87 @@ export class ClusterMetadata {
   }
 
   /**
-   * Starts an informer. A failure of the first list that is a refusal
-   * (401, 403, 404) is returned and the informer given up; other failures,
-   * and any later one (a watch that breaks), are retried with a growing
-   * pause until stop().
+   * Starts an informer: lists, then watches. If the server cannot be
+   * reached or does not answer in time, throws. A refusal of the first
+   * list (401, 403, 404) is returned and the informer given up. Other
+   * failures (an answer with an error), and any later one (a watch that
+   * breaks), are warned once per kind and retried with a growing pause
+   * until stop().
    */
   async #run(
     informer: k8s.Informer<k8s.KubernetesObject>,
     what: string,
+    client: KubeClient,
   ): Promise<unknown> {
-    let starting = true;
-    let firstError: unknown;
+    // The failure of the start under way, if one is: client-node's start()
+    // resolves after a failure too, having only reported it as an event.
+    let attempt: { error?: unknown } | undefined;
     let pause = RETRY_MIN_MS;
     let lastMessage = "";
-    informer.on("connect", () => {
-      if (!starting) pause = RETRY_MIN_MS;
-    });
-    informer.on("error", (error) => {
-      if (this.#stopped) return;
-      const status = failureStatus(error);
-      if (starting && firstError === undefined) firstError = error;
-      if (starting && [401, 403, 404].includes(status)) return;
-      const message = errorLine(error);
+    const startOnce = async (): Promise<unknown> => {
+      const current: { error?: unknown } = {};
+      attempt = current;
+      try {
+        await informer.start();
+      } catch (error) {
+        current.error ??= error;
+      } finally {
+        attempt = undefined;
+      }
+      return current.error;
+    };
+    const retryLater = (error: unknown) => {
+      const message = errorLine(this.#translated(error, what, client));
       // Said once per kind of failure, not at every retry.
       if (message !== lastMessage) {
         lastMessage = message;
         this.#onWarning(`watching ${what} failed (${message}); retrying`);
       }
-      const timer = setTimeout(() => {
+      const timer = setTimeout(async () => {
         this.#timers.delete(timer);
-        if (!this.#stopped) informer.start().catch(() => {});
+        if (this.#stopped) return;
+        const error = await startOnce();
+        if (this.#stopped) return;
+        if (error === undefined) pause = RETRY_MIN_MS;
+        else retryLater(error);
       }, pause);
       this.#timers.add(timer);
       pause = Math.min(pause * 2, RETRY_MAX_MS);
+    };
+    informer.on("error", (error) => {
+      if (this.#stopped) return;
+      if (attempt) attempt.error ??= error;
+      // A watch that ran and broke (its restarts by client-node included).
+      else retryLater(error);
     });
-    await informer.start();
-    starting = false;
-    if (firstError !== undefined && [401, 403, 404].includes(failureStatus(firstError))) {
-      await informer.stop();
-      return firstError;
+
+    const error = await startOnce();
+    if (error === undefined) {
+      this.#informers.push(informer);
+      return undefined;
     }
+    const translated = this.#translated(error, what, client);
+    if (translated instanceof ApiUnreachableError) {
+      await informer.stop();
+      throw translated;
+    }
+    if ([401, 403, 404].includes(failureStatus(error))) {
+      await informer.stop();
+      return error;
+    }
+    // The server answers, with an error: it may get better.
     this.#informers.push(informer);
+    retryLater(error);
     return undefined;
+  }
+
+  /** A failure of a list (already translated) or of a watch, as one line. */
+  #translated(error: unknown, what: string, client: KubeClient): unknown {
+    if (error instanceof TcpgadgetError) return error;
+    if (isWatchTimeout(error)) return noAnswerError(client.kubeconfig, client.timeoutMs);
+    // Connection failures name the server; a refusal keeps the server's words.
+    if ((error as { name?: unknown })?.name !== "FetchError") return error;
+    return apiError(error, { verb: "watch", resource: what }, client.kubeconfig);
   }
 
   #addPod(pod: k8s.V1Pod): void {

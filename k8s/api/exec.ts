@@ -5,7 +5,9 @@
  * exec plugins). Standard input is paced by what the socket has actually
  * sent, so a 100 MB upload never sits in memory; a refused exec is reported
  * with the API server's own reason (which verb RBAC denies, a pod that is
- * gone); a connection that dies without a word is noticed by pings.
+ * gone); a server that does not complete the connection (TCP, TLS, the
+ * WebSocket upgrade) within the API bound is said not to answer; a
+ * connection that dies later without a word is noticed by pings.
  *
  * @module
  */
@@ -16,11 +18,13 @@ import * as k8s from "@kubernetes/client-node";
 import WebSocket from "ws";
 import { Buffer } from "node:buffer";
 import { TcpgadgetError } from "../../core/errors.ts";
-import { apiError } from "./api_errors.ts";
+import { apiError, noAnswerError } from "./api_errors.ts";
+import { apiTimeoutMs } from "./api_timeout.ts";
+import type { LoadedKubeconfig } from "./kubeconfig.ts";
 
 /** Where a command runs. */
 export interface ExecTarget {
-  config: k8s.KubeConfig;
+  kubeconfig: LoadedKubeconfig;
   namespace: string;
   pod: string;
   container: string;
@@ -36,6 +40,8 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Ping period; the stream counts as dropped after three without an answer (default 20 s). */
   pingIntervalMs?: number;
+  /** How long opening the stream may take (default: api_timeout.ts's bound). */
+  openTimeoutMs?: number;
 }
 
 /** How a command ended. */
@@ -80,7 +86,12 @@ export function exitCodeOf(status: StatusObject): number {
 }
 
 /** The WebSocket URL of an exec request. */
-export function execUrl(server: string, target: ExecTarget, command: string[], stdin: boolean) {
+export function execUrl(
+  server: string,
+  target: Pick<ExecTarget, "namespace" | "pod" | "container">,
+  command: string[],
+  stdin: boolean,
+) {
   const url = new URL(
     `${server.replace(/\/+$/, "")}/api/v1/namespaces/${encodeURIComponent(target.namespace)}` +
       `/pods/${encodeURIComponent(target.pod)}/exec`,
@@ -105,11 +116,11 @@ export async function execInPod(
   command: string[],
   options: ExecOptions = {},
 ): Promise<ExecResult> {
-  const server = target.config.getCurrentCluster()?.server ?? "";
+  const { config, server } = target.kubeconfig;
   const url = execUrl(server, target, command, options.stdin !== undefined);
   // deno-lint-ignore no-explicit-any
   const wsOptions: any = {};
-  await target.config.applyToHTTPSOptions(wsOptions);
+  await config.applyToHTTPSOptions(wsOptions);
   if (options.signal?.aborted) return { exitCode: -1 };
   const ws = new WebSocket(url, PROTOCOLS, wsOptions);
   let refusal: { code: number; body: string } | undefined;
@@ -127,13 +138,27 @@ export async function execInPod(
   let socketError: Error | undefined;
   const closed = new Promise<void>((resolve) => ws.on("close", () => resolve()));
   ws.on("error", (error) => socketError ??= error);
+  // A server that accepts the connection and never completes TLS or the
+  // upgrade is given up on (ws's handshakeTimeout is an idle timeout of
+  // the socket, which a trickle of bytes would defeat).
+  const openTimeoutMs = options.openTimeoutMs ?? apiTimeoutMs();
+  let timedOut = false;
+  const openTimer = setTimeout(() => {
+    timedOut = true;
+    ws.terminate();
+  }, openTimeoutMs);
+  const abortOpen = () => ws.terminate();
+  options.signal?.addEventListener("abort", abortOpen, { once: true });
   const opened = await new Promise<boolean>((resolve) => {
     ws.once("open", () => resolve(true));
     ws.once("close", () => resolve(false));
   });
+  clearTimeout(openTimer);
+  options.signal?.removeEventListener("abort", abortOpen);
   if (!opened) {
     if (refusal) throw execRefused(refusal, target, server);
     if (options.signal?.aborted) return { exitCode: -1 };
+    if (timedOut) throw noAnswerError(target.kubeconfig, openTimeoutMs);
     throw new ExecDroppedError(
       `exec into pod ${target.namespace}/${target.pod} failed: ${
         socketError?.message.split("\n")[0] ?? "connection closed"

@@ -14,8 +14,15 @@ export {
   type LoadedKubeconfig,
   loadKubeconfig,
 } from "./kubeconfig.ts";
-export { apiError, httpStatus, type RequestDescription } from "./api_errors.ts";
-export { API_TIMEOUT_MS, KubeClient } from "./kube_client.ts";
+export {
+  apiError,
+  ApiUnreachableError,
+  httpStatus,
+  NoAnswerError,
+  type RequestDescription,
+} from "./api_errors.ts";
+export { API_TIMEOUT_VARIABLE, apiTimeoutMs, DEFAULT_API_TIMEOUT_MS } from "./api_timeout.ts";
+export { KubeClient, type KubeClientOptions } from "./kube_client.ts";
 export { ClusterMetadata, type MetadataCoverage, type PodInfo } from "./cluster_metadata.ts";
 export { MetadataEnricher } from "./metadata_enricher.ts";
 export { selectNodes } from "./node_selection.ts";

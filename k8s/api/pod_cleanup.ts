@@ -9,7 +9,7 @@
 
 import { errorLine } from "../../core/errors.ts";
 import { sleep } from "../../core/sleep.ts";
-import { httpStatus } from "./api_errors.ts";
+import { ApiUnreachableError, httpStatus } from "./api_errors.ts";
 import { MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL } from "./agent_pod.ts";
 import type { KubeClient } from "./kube_client.ts";
 
@@ -41,14 +41,30 @@ export async function deletePods(
       if (httpStatus(cause) !== 404) failures.set(name, errorLine(error));
     }
   }));
+  // Every request of the wait ends by the deadline, answered or not.
   const deadline = performance.now() + CLEANUP_TIMEOUT_MS;
   let remaining = names.filter((name) => !failures.has(name));
-  while (remaining.length > 0 && performance.now() < deadline) {
-    remaining = await stillThere(client, namespace, remaining);
-    if (remaining.length > 0) await sleep(200);
+  let unanswered: string | undefined;
+  while (remaining.length > 0) {
+    const left = deadline - performance.now();
+    if (left <= 0) break;
+    try {
+      remaining = await stillThere(client, namespace, remaining, Math.min(client.timeoutMs, left));
+      unanswered = undefined;
+    } catch (error) {
+      unanswered = errorLine(error);
+    }
+    if (remaining.length > 0) await sleep(Math.min(200, Math.max(0, deadline - performance.now())));
   }
   for (const [name, why] of failures) warn(`cannot delete pod ${namespace}/${name}: ${why}`);
-  if (remaining.length > 0) {
+  if (remaining.length > 0 && unanswered !== undefined) {
+    warn(
+      `cannot tell whether pods ${
+        remaining.join(", ")
+      } (namespace ${namespace}) are gone: ${unanswered}; 'tcpgadget cleanup' removes leftovers`,
+    );
+    for (const name of remaining) failures.set(name, unanswered);
+  } else if (remaining.length > 0) {
     warn(
       `pods still being deleted after ${CLEANUP_TIMEOUT_MS / 1000} s: ${
         remaining.join(", ")
@@ -59,22 +75,30 @@ export async function deletePods(
   return failures;
 }
 
-/** Which of the pods still exist: one list of tcpgadget's pods, else one read per pod. */
+/**
+ * Which of the pods still exist: one list of tcpgadget's pods, else one
+ * read per pod, each bounded by `timeoutMs`. Throws if the server cannot
+ * be reached.
+ */
 async function stillThere(
   client: KubeClient,
   namespace: string,
   names: string[],
+  timeoutMs: number,
 ): Promise<string[]> {
   try {
     const list = await client.call(
       { verb: "list", resource: "pods", namespace },
       (core) =>
         core.listNamespacedPod({ namespace, labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }),
+      timeoutMs,
     );
     const listed = new Set(list.items.map((pod) => pod.metadata?.name));
     return names.filter((name) => listed.has(name));
-  } catch {
-    // Not allowed to list (or a failure): ask for each.
+  } catch (error) {
+    // A server that does not answer would not answer reads either.
+    if (error instanceof ApiUnreachableError) throw error;
+    // Not allowed to list (or another failure): ask for each.
   }
   const still: string[] = [];
   await Promise.all(names.map(async (name) => {
@@ -82,6 +106,7 @@ async function stillThere(
       await client.call(
         { verb: "get", resource: "pods", namespace, name },
         (core) => core.readNamespacedPod({ name, namespace }),
+        timeoutMs,
       );
       still.push(name);
     } catch (error) {

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { effectiveCapabilities } from "../../core/system.ts";
+import { errorLine } from "../../core/errors.ts";
+import { requireBpfPrivileges } from "../../core/system.ts";
 
 function commandWorks(command: string, args: string[]): boolean {
   try {
@@ -19,9 +20,10 @@ function commandWorks(command: string, args: string[]): boolean {
 
 function computeReason(): string | undefined {
   if (Deno.build.os !== "linux") return "not Linux";
-  const caps = effectiveCapabilities();
-  if ((caps >> 21n & 1n) === 0n && ((caps >> 38n & 1n) === 0n || (caps >> 39n & 1n) === 0n)) {
-    return "not root (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)";
+  try {
+    requireBpfPrivileges();
+  } catch (error) {
+    return `not root: ${errorLine(error)}`;
   }
   try {
     Deno.statSync("/sys/kernel/btf/vmlinux");
@@ -53,4 +55,53 @@ export function needsBpf(file: string): boolean {
 /** Whether a command is available, for tests that need a tool. */
 export function hasCommand(command: string, versionArg = "--version"): boolean {
   return commandWorks(command, [versionArg]);
+}
+
+/** Where Deno keeps its caches for this process. */
+function denoDir(): string {
+  const cache = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`;
+  return Deno.env.get("DENO_DIR") ?? `${cache}/deno`;
+}
+
+/** Why tests cannot run tcpgadget as another user here, or undefined. */
+export function otherUserSkipReason(): string | undefined {
+  if (BPF_SKIP_REASON) return BPF_SKIP_REASON;
+  if (Deno.uid() !== 0) return "not root (setpriv needs root to change user)";
+  if (!hasCommand("setpriv")) return "setpriv (util-linux) not installed";
+  if (!hasCommand("unshare")) return "unshare (util-linux) not installed";
+  return undefined;
+}
+
+/**
+ * Wrapper words (for CliRun) that run the command as user and group `uid`
+ * with exactly the capabilities `caps` (setpriv's names, e.g. ["bpf",
+ * "perfmon"]), after a root shell snippet `setup`, all in a private mount
+ * namespace. Deno's cache is bind-mounted where that user can read it (it
+ * usually lives in root's home, mode 0700); the mounts vanish with the
+ * namespace.
+ */
+export function asUser(uid: number, caps: string[], setup = "true"): string[] {
+  const list = caps.map((cap) => `+${cap}`).join(",") || "-all";
+  const cache = "/mnt/tgtest-deno-dir";
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `mount -t tmpfs -o mode=0755 tgtest /mnt && mkdir ${cache} && ` +
+    `mount --bind "$0" ${cache} && ${setup} && exec "$@"`,
+    denoDir(),
+    "env",
+    `DENO_DIR=${cache}`,
+    "HOME=/mnt",
+    "setpriv",
+    `--reuid=${uid}`,
+    `--regid=${uid}`,
+    "--clear-groups",
+    `--inh-caps=${list}`,
+    `--ambient-caps=${list}`,
+    "--",
+  ];
 }

@@ -244,7 +244,10 @@ export interface FakeApiServer extends AsyncDisposable {
    * the given stdin bytes, output bytes, or time.
    */
   dropExecStreams(count: number, plan?: DropPlan): void;
-  /** Fails matching requests with an injected Status; returns the undo function. */
+  /**
+   * Fails matching requests with an injected Status, or (code "no answer")
+   * holds them open unanswered; returns the undo function.
+   */
   failRequests(fault: RequestFault): () => void;
   /** Ends every open watch (clients must re-watch); returns how many. */
   closeWatches(): number;

@@ -112,8 +112,12 @@ const REQUEST_MATCH_KEYS: Record<keyof RequestMatch, true> = {
 
 /** A fault to inject into matching requests (see `FakeApiServer.failRequests`). */
 export interface RequestFault extends RequestMatch {
-  /** HTTP code: 429, 500, 503, 504, 409, ... */
-  code: number;
+  /**
+   * HTTP code: 429, 500, 503, 504, 409, ...; or "no answer": the request
+   * (or WebSocket upgrade) is held open without a byte sent back until the
+   * client gives up or the server closes.
+   */
+  code: number | "no answer";
   message?: string;
   reason?: string;
   /** Sent as `Retry-After` (and in details) for 429/503. */
@@ -474,13 +478,16 @@ export class ApiServer {
     throw unauthorized();
   }
 
-  #applyFaults(info: RequestInfo, method: string): void {
+  /** Throws the Status of a matching fault; returns "no answer" for one that holds the request. */
+  #applyFaults(info: RequestInfo, method: string): "no answer" | undefined {
     for (const fault of this.#faults) {
       if (!matchesRequest(fault, { ...info, method })) continue;
       fault.remaining--;
       if (fault.remaining <= 0) this.#faults.delete(fault);
+      if (fault.code === "no answer") return fault.code;
       throw statusFor(fault.code, fault.message, fault.reason, fault.retryAfterSeconds);
     }
+    return undefined;
   }
 
   #attributes(info: RequestInfo, user: UserInfo): RequestAttributes {
@@ -525,7 +532,10 @@ export class ApiServer {
       const user = this.#authenticate(req);
       record.user = user.name;
       const attrs = this.#attributes(info, user);
-      this.#applyFaults(info, method);
+      if (this.#applyFaults(info, method) === "no answer") {
+        await new Promise((resolve) => res.on("close", resolve));
+        return;
+      }
       this.authorizer.check(attrs);
       await this.#route(req, res, url, info);
     } catch (error) {
@@ -1086,7 +1096,8 @@ export class ApiServer {
     try {
       const user = this.#authenticate(req);
       record.user = user.name;
-      this.#applyFaults(info, method);
+      // Held: the socket stays open, unanswered, until either end closes it.
+      if (this.#applyFaults(info, method) === "no answer") return;
       const attrs = this.#attributes(info, user);
       this.authorizer.check(attrs);
       if (info.resource !== "pods" || info.subresource !== "exec" || !info.name) {
