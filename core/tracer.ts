@@ -16,7 +16,13 @@ import {
 } from "./object.ts";
 import { MergedRingBuffers, RingBufferReader } from "./ringbuf.ts";
 import { EventDecoder, type TcpEvent } from "./event.ts";
-import { CONFIG_LAYOUT, EVENT_KIND, EVENT_LAYOUT, TASK_COMM_LEN } from "./tcptracer_abi.ts";
+import {
+  CONFIG_LAYOUT,
+  EVENT_KIND,
+  EVENT_LAYOUT,
+  MNTNS_DECISION,
+  TASK_COMM_LEN,
+} from "./tcptracer_abi.ts";
 import { CLOCK_BOOTTIME, CLOCK_REALTIME, clockNs } from "./libc.ts";
 import { openLibbpf } from "./libbpf.ts";
 import { errorLine, TcpgadgetError, UnsupportedError } from "./errors.ts";
@@ -58,10 +64,12 @@ export interface TracerOptions {
   /** Event kinds to report (default: all). */
   kinds?: EventKinds;
   /**
-   * Only processes in these mount namespaces (container filter). The set
-   * can be changed while tracing with {@link TcpTracer.allowMountNamespace}.
+   * The container filter: the kernel drops the events of processes in mount
+   * namespaces denied with {@link TcpTracer.decideMountNamespace}. Events of
+   * a namespace without a decision come through, with its id in
+   * `mntnsSeq`, for the caller to decide.
    */
-  mountNamespaces?: Iterable<number>;
+  filterMountNamespaces?: boolean;
   /**
    * Size in bytes of each CPU's ring buffer, a power of two of at least
    * 4096 (default: {@link defaultRingBytes}).
@@ -140,7 +148,7 @@ export function encodeConfig(options: TracerOptions): Uint8Array {
       L.filter_comm,
     );
   }
-  if (options.mountNamespaces !== undefined) view.setUint8(L.filter_mntns_enabled, 1);
+  if (options.filterMountNamespaces) view.setUint8(L.filter_mntns_enabled, 1);
   return bytes;
 }
 
@@ -216,7 +224,7 @@ export class TcpTracer {
     this.#decoder = new EventDecoder(clockNs(CLOCK_REALTIME) - clockNs(CLOCK_BOOTTIME));
     this.#lostMap = object.map("lost");
     this.#rescuedMap = object.map("rescued");
-    this.#mntnsMap = object.map("allowed_mntns");
+    this.#mntnsMap = object.map("mntns_decisions");
     this.#perCpuValue = new Uint8Array(8 * possibleCpus());
     this.#pollIntervalMs = options.pollIntervalMs ?? 100;
     this.batchIntervalMs = batchIntervalMs(rings[0].size);
@@ -271,7 +279,7 @@ export class TcpTracer {
         // After attaching, so that no connection falls between the two.
         if (seeder.autoload) seeder.runIterator();
         else if (!seed) warn("cannot list existing connections: their owners are unknown");
-        const tracer = new TcpTracer(
+        return new TcpTracer(
           object,
           rings,
           links,
@@ -279,8 +287,6 @@ export class TcpTracer {
           options,
           performance.now() - started,
         );
-        for (const mntns of options.mountNamespaces ?? []) tracer.allowMountNamespace(mntns);
-        return tracer;
       } catch (error) {
         closeLinks(links);
         for (const ring of rings) ring.close();
@@ -402,15 +408,25 @@ export class TcpTracer {
     }
   }
 
-  /** Lets processes of a mount namespace through the container filter. */
-  allowMountNamespace(mntns: number): void {
-    const key = new Uint8Array(new Uint32Array([mntns]).buffer);
-    this.#mntnsMap.update(key, new Uint8Array([1]));
+  /**
+   * Records the container filter's decision about the processes of the
+   * mount namespace `seq` (an event's `mntnsSeq`): the kernel lets their
+   * events through (`allowed`) or drops them.
+   */
+  decideMountNamespace(seq: number, allowed: boolean): void {
+    const { MNTNS_ALLOW, MNTNS_DENY } = MNTNS_DECISION;
+    this.#mntnsMap.update(seqKey(seq), new Uint8Array([allowed ? MNTNS_ALLOW : MNTNS_DENY]));
   }
 
-  /** Removes a mount namespace from the container filter. */
-  disallowMountNamespace(mntns: number): void {
-    this.#mntnsMap.delete(new Uint8Array(new Uint32Array([mntns]).buffer));
+  /**
+   * The kernel's decision about the mount namespace `seq`: true (let
+   * through), false (dropped), or undefined (none yet: let through for the
+   * caller to decide).
+   */
+  mountNamespaceDecision(seq: number): boolean | undefined {
+    const value = new Uint8Array(1);
+    if (!this.#mntnsMap.lookup(seqKey(seq), value)) return undefined;
+    return value[0] !== MNTNS_DECISION.MNTNS_DENY;
   }
 
   /** Detaches every program and frees every kernel object. Idempotent. */
@@ -506,6 +522,13 @@ function ringBytes(options: TracerOptions): number {
   return size;
 }
 
+/** The key of a mount namespace in `mntns_decisions`: its seq, a `__u64`. */
+function seqKey(seq: number): Uint8Array {
+  const key = new Uint8Array(8);
+  new DataView(key.buffer).setBigUint64(0, BigInt(seq), true);
+  return key;
+}
+
 /**
  * Detaches in the reverse order of attaching: the rescue program before
  * the handler, so that it never runs without it (it would handle every
@@ -528,6 +551,7 @@ function emptyEvent(): TcpEvent {
     mntns: 0,
     netns: 0,
     cgroupId: 0,
+    mntnsSeq: 0,
     ipversion: 4,
     saddr: "",
     sport: 0,

@@ -21,6 +21,7 @@ command per line on stdin and answers each with one JSON line on stdout:
   shutdown S                       shutdown(SHUT_WR): {"ok": true}
   close S                          {"ok": true}
   rst S                            close with SO_LINGER 0 (sends RST): {"ok": true}
+  join_cgroup DIR...               moves itself into each cgroup: {"ok": true}
   exit                             exits
 """
 
@@ -158,6 +159,12 @@ def main():
             sock = socks.pop(int(args[0]))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
+            reply({"ok": True})
+        elif command == "join_cgroup":
+            for directory in args:
+                # Writing 0 moves the writer itself.
+                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                    f.write("0")
             reply({"ok": True})
         elif command == "exit":
             break
