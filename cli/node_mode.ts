@@ -11,6 +11,7 @@
  */
 
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
+import type { TcpEvent } from "../core/event.ts";
 import { UsageError } from "../core/errors.ts";
 import { containerNamingWarning } from "../core/system.ts";
 import type { Enricher, KubernetesFields } from "../core/trace_event.ts";
@@ -118,7 +119,8 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   const labelsOf = (fields: PodFields) => api?.labelsOf(fields);
 
   // Containers are found by rescanning /proc and kubelet's files; with a pod
-  // filter, the kernel is told which mount namespaces to let through.
+  // filter, the kernel is told which mount namespaces to let through, each
+  // decided from its first event.
   const resolver = new ContainerResolver({ hostRoot: flags.hostRoot });
   resolver.refresh();
   const selection = containerSelection(filter, labelsOf);
@@ -127,7 +129,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   try {
     tracer = TcpTracer.open({
       ...tracerOptions(flags, io),
-      mountNamespaces: keeper ? [...keeper.allowed] : undefined,
+      filterMountNamespaces: keeper !== undefined,
     });
   } catch (error) {
     keeper?.close();
@@ -162,7 +164,12 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
       labelsOf,
       sink: writeTo(formatter, output),
     });
-    const handle = pipeline.handle.bind(pipeline);
+    const handle = keeper
+      ? (event: TcpEvent) => {
+        keeper.decide(event);
+        pipeline.handle(event);
+      }
+      : pipeline.handle.bind(pipeline);
     let running = true;
     while (running && !output.closed) {
       // Events are formatted before the next record is decoded.

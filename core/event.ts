@@ -41,6 +41,12 @@ export interface TcpEvent {
   netns: number;
   /** cgroup v2 id of the process (0 if unknown; a number: ids stay far below 2^53). */
   cgroupId: number;
+  /**
+   * Id of the process's mount namespace that, unlike its inode number, is
+   * never reused until reboot: set with the container filter on (see
+   * TracerOptions.filterMountNamespaces), else 0 or absent.
+   */
+  mntnsSeq?: number;
   ipversion: 4 | 6;
   /** Local address and port (for an accepted connection: the server's). */
   saddr: string;
@@ -141,6 +147,8 @@ export class EventDecoder {
     const netns = view.getUint32(offset + L.netns_id, true);
     const cgroupId = view.getUint32(offset + L.cgroup_id, true) +
       view.getUint32(offset + L.cgroup_id + 4, true) * 0x1_0000_0000;
+    const mntnsSeq = view.getUint32(offset + L.mntns_seq, true) +
+      view.getUint32(offset + L.mntns_seq + 4, true) * 0x1_0000_0000;
     const sport = view.getUint16(offset + L.sport, true);
     const dport = view.getUint16(offset + L.dport, true);
     const error = errorCode ? errnoName(errorCode) : undefined;
@@ -157,6 +165,7 @@ export class EventDecoder {
       into.mntns = mntns;
       into.netns = netns;
       into.cgroupId = cgroupId;
+      into.mntnsSeq = mntnsSeq;
       into.ipversion = ipversion;
       into.saddr = saddr;
       into.sport = sport;
@@ -177,6 +186,7 @@ export class EventDecoder {
       mntns,
       netns,
       cgroupId,
+      mntnsSeq,
       ipversion,
       saddr,
       sport,

@@ -38,6 +38,7 @@ function encode(raw: RawEvent): DataView {
   view.setUint16(at + L.family, raw.family, true);
   view.setUint16(at + L.error, raw.error ?? 0, true);
   view.setUint8(at + L.type, raw.type);
+  view.setBigUint64(at + L.mntns_seq, 0x1_0000_0007n, true);
   buffer.set(new TextEncoder().encode(raw.comm ?? "wget"), at + L.comm);
   return view;
 }
@@ -78,6 +79,7 @@ Deno.test("decode: an IPv4 connect with every field", () => {
     mntns: 4026531840,
     netns: 4026531992,
     cgroupId: 77,
+    mntnsSeq: 0x1_0000_0007,
     ipversion: 4,
     saddr: "172.17.0.3",
     sport: 34878,
