@@ -33,7 +33,7 @@ import { LineOutput, notWritten } from "./output/line_output.ts";
 import { EventPipeline } from "./pipeline.ts";
 import { DEFAULT_IO, type TraceIo } from "./run_io.ts";
 import { HeldOutput } from "./held_output.ts";
-import { StopControl } from "./stop_control.ts";
+import { STOP_GRACE_MS, StopControl } from "./stop_control.ts";
 
 const DEFAULT_DEADLINE_SECONDS = 6 * 3600;
 /** Uploads at once: each is ~100 MB from this machine. */
@@ -44,8 +44,6 @@ const PARALLEL_UPLOADS = 4;
  * held back, so a stalled reader must not make the client grow.
  */
 const OUTPUT_LIMIT = 16 << 20;
-/** How long a stop waits for a slow reader of stdout to take what is queued. */
-const STOP_GRACE_MS = 500;
 
 /** Settings of cluster mode beyond the trace flags. */
 export interface ClusterOptions {

@@ -25,7 +25,7 @@ import { LineOutput, notWritten } from "./output/line_output.ts";
 import type { TraceFlags } from "./flags.ts";
 import { EventPipeline, writeTo } from "./pipeline.ts";
 import { DEFAULT_IO, type TraceIo } from "./run_io.ts";
-import { StopControl } from "./stop_control.ts";
+import { STOP_GRACE_MS, StopControl } from "./stop_control.ts";
 import { sleep } from "../core/sleep.ts";
 
 /** The tracer options that `trace tcp` flags ask for. */
@@ -99,9 +99,6 @@ interface ApiNames {
 }
 
 type PodFields = Pick<KubernetesFields, "podUid" | "namespace" | "pod">;
-
-// How long a stop waits for a slow reader of stdout to take what is queued.
-const STOP_GRACE_MS = 500;
 
 /** Runs `trace tcp` on this host until it is told to stop. Returns the exit status. */
 export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Promise<number> {

@@ -67,16 +67,12 @@ export class EventPipeline {
   }
 }
 
-/**
- * The sink that formats each event into `output`'s buffer (or counts it as
- * not written while the output refuses more).
- */
+/** The sink that formats each event into `output`'s buffer. */
 export function writeTo(
   formatter: Formatter,
   output: LineOutput,
 ): (event: TraceEvent) => void {
   return (event) => {
-    if (output.full) return output.dropEvent();
     formatter.write(event, output.buffer);
     output.endEvent();
   };

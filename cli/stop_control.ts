@@ -18,6 +18,12 @@ export const STOP_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHU
  */
 export const MAX_TIMEOUT_SECONDS = 365 * 24 * 3600;
 
+/**
+ * How long a stop waits for a slow reader of stdout to take what is
+ * queued; what it has not taken by then is reported as not written.
+ */
+export const STOP_GRACE_MS = 500;
+
 // The longest single timer: setTimeout takes a signed 32-bit delay, and
 // longer ones fire at once (TimeoutOverflowWarning).
 const TIMER_LIMIT_MS = 2 ** 31 - 1;

@@ -27,6 +27,8 @@ class Chunk {
   readonly buffer: LineBuffer;
   ends = new Uint32Array(1024);
   events = 0;
+  /** The end of the last whole line (an event's or another). */
+  committed = 0;
 
   constructor(capacity: number) {
     this.buffer = new LineBuffer(capacity);
@@ -38,7 +40,7 @@ class Chunk {
       grown.set(this.ends);
       this.ends = grown;
     }
-    this.ends[this.events++] = this.buffer.length;
+    this.ends[this.events++] = this.committed = this.buffer.length;
   }
 
   /** Events whose lines end after `offset`: not (entirely) written. */
@@ -51,6 +53,7 @@ class Chunk {
   clear(): void {
     this.buffer.clear();
     this.events = 0;
+    this.committed = 0;
   }
 }
 
@@ -132,29 +135,31 @@ export class LineOutput {
     return this.#out !== undefined && this.#fill.buffer.length >= this.#flushAt;
   }
 
-  /** True while events are refused (and counted): the limit is reached. */
-  get full(): boolean {
-    return this.#out !== undefined && this.#fill.buffer.length >= this.#limit;
-  }
-
   /** Queues a line that is not an event (a header); a newline is added. */
   line(text: string): void {
     if (this.#closed) return;
     this.buffer.text(text);
     this.buffer.newline();
+    this.#fill.committed = this.buffer.length;
     this.flushIfFull();
   }
 
-  /** Marks the end of an event's line(s), written into {@link buffer}. */
+  /**
+   * Marks the end of an event's line(s), written into {@link buffer}. Past
+   * the limit, while a write waits for the reader, the event is taken back
+   * and counted as not written.
+   */
   endEvent(): void {
     const fill = this.#fill;
+    // One comparison for every event; the rest once a chunk is full.
+    if (fill.buffer.length < this.#flushAt) return fill.endEvent();
+    if (this.#out !== undefined && fill.buffer.length > this.#limit) {
+      fill.buffer.truncate(fill.committed);
+      this.#dropped++;
+      return;
+    }
     fill.endEvent();
-    if (fill.buffer.length >= this.#flushAt && this.#out === undefined) this.flush();
-  }
-
-  /** Counts an event that was not queued (see {@link full}). */
-  dropEvent(): void {
-    this.#dropped++;
+    if (this.#out === undefined) this.flush();
   }
 
   /** Starts a write once what is queued is a chunk worth a system call. */

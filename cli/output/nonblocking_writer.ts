@@ -22,6 +22,7 @@ import {
 import { cString } from "../../core/libc.ts";
 import { TcpgadgetError } from "../../core/errors.ts";
 
+const EIO = 5;
 const EAGAIN = 11;
 const EPIPE = 32;
 const ENXIO = 6;
@@ -63,15 +64,17 @@ type Mode = "reopened" | "socket" | "blocking";
 export class NonblockingWriter implements ChunkWriter {
   readonly #fd: number;
   readonly #mode: Mode;
+  readonly #terminal: boolean;
   #gone = false;
   readonly #pollfd = new Uint8Array(8);
   #polling: Promise<unknown> | undefined;
   #closed = false;
 
   constructor(fd = 1) {
-    const { fd: writeFd, mode, gone } = openNonblocking(fd);
+    const { fd: writeFd, mode, gone, terminal } = openNonblocking(fd);
     this.#fd = writeFd;
     this.#mode = mode;
+    this.#terminal = terminal;
     this.#gone = gone;
     new DataView(this.#pollfd.buffer).setInt32(0, writeFd, true);
   }
@@ -89,7 +92,8 @@ export class NonblockingWriter implements ChunkWriter {
       const error = errno();
       if (error === EINTR) continue;
       if (error === EAGAIN) return 0;
-      if (error === EPIPE) {
+      // EIO from a terminal: it hung up.
+      if (error === EPIPE || (error === EIO && this.#terminal)) {
         this.#gone = true;
         return -1;
       }
@@ -134,23 +138,26 @@ export class NonblockingWriter implements ChunkWriter {
   }
 }
 
-function openNonblocking(fd: number): { fd: number; mode: Mode; gone: boolean } {
+function openNonblocking(
+  fd: number,
+): { fd: number; mode: Mode; gone: boolean; terminal: boolean } {
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(`/proc/self/fd/${fd}`);
   } catch {
-    return { fd, mode: "blocking", gone: false };
+    return { fd, mode: "blocking", gone: false, terminal: false };
   }
-  if (info.isSocket) return { fd, mode: "socket", gone: false };
-  if (!info.isFifo && !info.isCharDevice) return { fd, mode: "blocking", gone: false };
+  const terminal = info.isCharDevice === true;
+  if (info.isSocket) return { fd, mode: "socket", gone: false, terminal };
+  if (!info.isFifo && !terminal) return { fd, mode: "blocking", gone: false, terminal };
   const reopened = openLibc().open(
     cString(`/proc/self/fd/${fd}`),
     O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
   );
-  if (reopened >= 0) return { fd: reopened, mode: "reopened", gone: false };
+  if (reopened >= 0) return { fd: reopened, mode: "reopened", gone: false, terminal };
   // A pipe whose reader has already gone cannot be opened for writing.
-  if (errno() === ENXIO && info.isFifo) return { fd, mode: "blocking", gone: true };
-  return { fd, mode: "blocking", gone: false };
+  const gone = errno() === ENXIO && info.isFifo === true;
+  return { fd, mode: "blocking", gone, terminal };
 }
 
 /**
