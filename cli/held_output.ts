@@ -80,11 +80,7 @@ export class HeldOutput {
     const header = this.#formatter.header();
     if (header !== undefined) this.#output.line(header);
     else this.#warn(`tracing TCP connections on ${nodes} node${nodes === 1 ? "" : "s"}`);
-    for (const line of this.#held ?? []) {
-      this.#output.buffer.text(line);
-      this.#output.buffer.newline();
-      this.#output.endEvent();
-    }
+    for (const line of this.#held ?? []) this.#output.eventLine(line);
     this.#held = undefined;
     this.#written = writeTo(this.#formatter, this.#output);
     this.#output.flush();

@@ -145,6 +145,18 @@ export class LineOutput {
   }
 
   /**
+   * Queues an event's line, already formatted (a newline is added),
+   * whatever the limit: such lines were bounded before they came here.
+   */
+  eventLine(text: string): void {
+    if (this.#closed) return;
+    this.buffer.text(text);
+    this.buffer.newline();
+    this.#fill.endEvent();
+    this.flushIfFull();
+  }
+
+  /**
    * Marks the end of an event's line(s), written into {@link buffer}. Past
    * the limit, while a write waits for the reader, the event is taken back
    * and counted as not written.
