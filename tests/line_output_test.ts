@@ -34,12 +34,16 @@ class Reader implements ChunkWriter {
     return taken;
   }
 
-  writable(timeoutMs: number): Promise<void> {
+  waitWritable(): boolean {
+    return this.budget > 0;
+  }
+
+  writable(timeoutMs: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
+      const timer = setTimeout(() => resolve(this.budget > 0), timeoutMs);
       this.#wake = () => {
         clearTimeout(timer);
-        resolve();
+        resolve(true);
       };
     });
   }

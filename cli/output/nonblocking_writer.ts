@@ -1,10 +1,11 @@
 /**
- * Writing to stdout without ever blocking the main thread: a write(2) that
- * waits for a stalled reader would also hold off every signal handler and
- * timer (Ctrl-C took 9 s, SIGTERM 22 s). Writes are still plain
- * synchronous write(2) calls, as cheap as before, but on a descriptor that
- * never blocks; only when the reader is behind does tcpgadget wait, with
- * poll() on another thread.
+ * Writing to stdout without ever blocking the main thread for long: a
+ * write(2) that waits for a stalled reader would also hold off every
+ * signal handler and timer (Ctrl-C took 9 s, SIGTERM 22 s). Writes are
+ * still plain synchronous write(2) calls, as cheap as before, but on a
+ * descriptor that never blocks; when the reader is behind, tcpgadget waits
+ * for it a few milliseconds with poll() (a reader that is merely slower
+ * for a moment catches up), then with poll() on another thread.
  *
  * @module
  */
@@ -39,8 +40,16 @@ export interface ChunkWriter {
    * (0 if none could be), or -1 once the reader has gone.
    */
   write(data: Uint8Array): number;
-  /** Resolves when a write may make progress, or after `timeoutMs`. */
-  writable(timeoutMs: number): Promise<void>;
+  /**
+   * Waits on this thread, at most `timeoutMs` (kept short: nothing else
+   * runs meanwhile), until a write may make progress; returns whether it may.
+   */
+  waitWritable(timeoutMs: number): boolean;
+  /**
+   * Resolves, with whether a write may make progress, when it may or after
+   * `timeoutMs`; waits on another thread.
+   */
+  writable(timeoutMs: number): Promise<boolean>;
   /** Whether the reader has gone, checked without writing. */
   readerGone(): boolean;
   /** Releases what the writer opened. */
@@ -101,14 +110,24 @@ export class NonblockingWriter implements ChunkWriter {
     }
   }
 
-  async writable(timeoutMs: number): Promise<void> {
-    if (this.#gone || this.#closed || this.#polling) return;
+  waitWritable(timeoutMs: number): boolean {
+    if (this.#gone || this.#closed) return false;
+    const pollfd = new Uint8Array(8);
+    const view = new DataView(pollfd.buffer);
+    view.setInt32(0, this.#fd, true);
+    view.setInt16(4, POLLOUT, true);
+    return openLibc().poll(pollfd, 1n, timeoutMs) > 0 && (view.getInt16(6, true) & POLLOUT) !== 0;
+  }
+
+  async writable(timeoutMs: number): Promise<boolean> {
+    if (this.#gone || this.#closed || this.#polling) return false;
     const view = new DataView(this.#pollfd.buffer);
     view.setInt16(4, POLLOUT, true);
     view.setInt16(6, 0, true);
-    this.#polling = openLibc().poll_async(this.#pollfd, 1n, timeoutMs);
+    const polling = openLibc().poll_async(this.#pollfd, 1n, timeoutMs);
+    this.#polling = polling;
     try {
-      await this.#polling;
+      return await polling > 0 && (view.getInt16(6, true) & POLLOUT) !== 0;
     } finally {
       this.#polling = undefined;
     }
@@ -183,8 +202,12 @@ export class SyncChunkWriter implements ChunkWriter {
     }
   }
 
-  writable(): Promise<void> {
-    return Promise.resolve();
+  waitWritable(): boolean {
+    return true;
+  }
+
+  writable(): Promise<boolean> {
+    return Promise.resolve(true);
   }
 
   readerGone(): boolean {
