@@ -1,7 +1,7 @@
 /**
  * Every stop of node mode is honoured within about a second, whatever the
- * reader of its output does and however far it has got: Ctrl-C, SIGTERM
- * and --timeout with a stdout that nobody reads, a --timeout longer than
+ * reader of its output does and however far it has got: Ctrl-C, SIGTERM,
+ * SIGHUP and --timeout with a stdout that nobody reads, a --timeout longer than
  * one JavaScript timer, and a stop while the Kubernetes API is contacted
  * before attaching. Real kernel, real connections; each run leaves no
  * program attached.
@@ -106,7 +106,7 @@ function assertAccounted(
   return notWritten;
 }
 
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
+for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
   Deno.test({
     name:
       `stop: ${signal} ends a run whose stdout is never read, within a bound; what was not written is reported`,

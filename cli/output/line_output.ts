@@ -266,8 +266,8 @@ export class LineOutput {
     this.#writer.close();
   }
 
-  // Writes #out as far as the reader takes it now; waits on another
-  // thread for the rest.
+  // Writes #out as far as the reader takes it, waiting for it at most
+  // `waitMs` here; then on another thread for the rest.
   #write(waitMs = WRITE_WAIT_MS): void {
     const out = this.#out!;
     const end = out.buffer.length;
