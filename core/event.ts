@@ -277,11 +277,25 @@ export function eventTimeNs(event: Pick<TcpEvent, "timeSec" | "timeNsec">): bigi
   return BigInt(event.timeSec) * 1_000_000_000n + BigInt(event.timeNsec);
 }
 
+const utf8Decoder = new TextDecoder();
+
+/**
+ * The command name in the 16 bytes at `at`, up to its NUL, as UTF-8: an
+ * invalid sequence (the kernel keeps 15 bytes, which may cut a character
+ * in two) becomes U+FFFD. Called once per distinct name of a process.
+ */
 function decodeComm(bytes: Uint8Array, at: number): string {
+  const limit = at + 16;
   let text = "";
-  for (let i = at; i < at + 16; i++) {
+  for (let i = at; i < limit; i++) {
     const c = bytes[i];
     if (c === 0) break;
+    if (c >= 0x80) {
+      let end = i;
+      while (end < limit && bytes[end] !== 0) end++;
+      // A copy: the ring's memory is the kernel's to reuse.
+      return utf8Decoder.decode(bytes.slice(at, end));
+    }
     text += String.fromCharCode(c);
   }
   return text;
