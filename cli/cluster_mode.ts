@@ -13,7 +13,6 @@
 
 import "../k8s/api/silence_node_warnings.ts";
 import { TcpgadgetError } from "../core/errors.ts";
-import { Semaphore } from "../core/semaphore.ts";
 import { sleep } from "../core/sleep.ts";
 import type { TraceEvent } from "../core/trace_event.ts";
 import type { KubernetesFilter } from "../k8s/pod_filter.ts";
@@ -23,9 +22,11 @@ import { ClusterMetadata } from "../k8s/api/cluster_metadata.ts";
 import { KubeClient } from "../k8s/api/kube_client.ts";
 import { loadKubeconfig } from "../k8s/api/kubeconfig.ts";
 import { MetadataEnricher } from "../k8s/api/metadata_enricher.ts";
-import { selectNodes } from "../k8s/api/node_selection.ts";
+import { kubernetesArch, selectNodes } from "../k8s/api/node_selection.ts";
+import { PayloadDistribution } from "../k8s/api/payload_distribution.ts";
 import { deletePods } from "../k8s/api/pod_cleanup.ts";
 import { type Payload, preparePayload } from "../k8s/api/self_copy.ts";
+import { CopyProgress } from "./copy_progress.ts";
 import { traceArgs, type TraceFlags } from "./flags.ts";
 import { formatterFor } from "./output/formatter.ts";
 import { parseJsonEvent } from "./output/json_event.ts";
@@ -36,8 +37,11 @@ import { HeldOutput } from "./held_output.ts";
 import { STOP_GRACE_MS, StopControl } from "./stop_control.ts";
 
 const DEFAULT_DEADLINE_SECONDS = 6 * 3600;
-/** Uploads at once: each is ~100 MB from this machine. */
-const PARALLEL_UPLOADS = 4;
+/**
+ * Copies at once from one sender (this machine, or an agent serving
+ * others): a tree of 4 reaches 32 nodes in 3 hops.
+ */
+const DEFAULT_PARALLEL_UPLOADS = 4;
 /**
  * Bytes of lines queued for stdout while the reader is behind, beyond
  * which events are counted as not written: the agents' streams are not
@@ -121,8 +125,24 @@ async function runCluster(
   const filter = clusterFilter(flags, kubeconfig.namespace);
   const agentNamespace = flags.agentNamespace ?? kubeconfig.namespace;
   const output = new LineOutput(io.stdout, { limit: OUTPUT_LIMIT });
-  const held = new HeldOutput(output, formatter, io.warn);
-  const metadata = new ClusterMetadata((message) => io.warn(message));
+  // While copies run, on a terminal, every line goes through their progress.
+  const terminal = io === DEFAULT_IO && Deno.stderr.isTerminal();
+  const progress = new CopyProgress({
+    warn: io.warn,
+    terminal: terminal
+      ? {
+        write: (text) => {
+          for (let data = new TextEncoder().encode(text); data.length > 0;) {
+            data = data.subarray(Deno.stderr.writeSync(data));
+          }
+        },
+        columns: () => Deno.consoleSize().columns,
+      }
+      : undefined,
+  });
+  const warn = (message: string) => progress.line(message);
+  const held = new HeldOutput(output, formatter, warn);
+  const metadata = new ClusterMetadata(warn);
   const enricher = new MetadataEnricher(metadata);
   const pipeline = new EventPipeline({
     enricher,
@@ -136,10 +156,13 @@ async function runCluster(
     if (!output.flush() || output.readerGone()) stop.stop();
   }, 100);
   let preparing: Promise<Payload> | undefined;
+  let copies: PayloadDistribution | undefined;
   let sessions: AgentSession[] = [];
   let sessionsDone: Promise<unknown> = Promise.resolve();
   try {
-    const nodes = await stop.race(selectNodes(client, flags.nodes, io.warn));
+    const nodes = await stop.race(
+      selectNodes(client, flags.nodes, warn, { arch: kubernetesArch() }),
+    );
     if (nodes === undefined) return 0;
 
     // One agent per node; the run's settings are the same for all.
@@ -151,7 +174,6 @@ async function runCluster(
       deadlineSeconds: flags.timeout !== undefined
         ? Math.ceil(flags.timeout) + 600
         : DEFAULT_DEADLINE_SECONDS,
-      uploads: new Semaphore(PARALLEL_UPLOADS),
       agentArgs: (node) => agentArgs(flags, node, filter.namespace),
     };
     let allFailed: () => void = () => {};
@@ -162,14 +184,17 @@ async function runCluster(
         try {
           event = parseJsonEvent(line);
         } catch {
-          io.warn(`node ${session.node}: unreadable event: ${line.slice(0, 120)}`);
+          warn(`node ${session.node}: unreadable event: ${line.slice(0, 120)}`);
           return;
         }
         pipeline.handle(event);
       },
-      warn: (session, message) => io.warn(`node ${session.node}: ${message}`),
+      warn: (session, message) => warn(`node ${session.node}: ${message}`),
       settled() {
         if (!sessions.every((s) => s.ready || s.failed)) return;
+        // Every node traces or failed: the copies are over.
+        void copies?.close();
+        progress.close();
         const ready = sessions.filter((s) => s.ready).length;
         if (!held.released && ready > 0) {
           held.release(ready);
@@ -208,7 +233,17 @@ async function runCluster(
     }
 
     const failed = new Promise<"failed">((resolve) => allFailed = () => resolve("failed"));
-    sessionsDone = Promise.all(sessions.map((session) => session.run(ready, signal)));
+    copies = new PayloadDistribution(ready, {
+      parallel: flags.maxParallelUploads ?? DEFAULT_PARALLEL_UPLOADS,
+      events: {
+        progress: (node, from, done, total) => progress.update(node, from, done, total),
+        copied: (node, message) => progress.done(node, message),
+        warn: (node, message) => warn(`node ${node}: ${message}`),
+        notice: warn,
+      },
+    });
+    const distribution = copies;
+    sessionsDone = Promise.all(sessions.map((session) => session.run(distribution, signal)));
     const outcome = await Promise.race([
       stop.whenStopped.then(() => "stopped"),
       failed,
@@ -229,9 +264,13 @@ async function runCluster(
     });
     stop.stop();
     clearInterval(watchOutput);
+    progress.close();
     // Streams close at once on abort; a stuck one is not waited for long.
     const patience = new AbortController();
-    await Promise.race([sessionsDone, sleep(5000, patience.signal)]);
+    await Promise.race([
+      Promise.all([sessionsDone, copies?.close()]),
+      sleep(5000, patience.signal),
+    ]);
     patience.abort();
     // What the reader does not take within the grace period is reported,
     // not waited for: the pods are deleted whatever the reader does.

@@ -41,8 +41,13 @@ export interface TraceFlags {
   agentNamespace?: string;
   /** Image of the agent pods (cluster mode). */
   image?: string;
+  /** Copies of tcpgadget at once from one sender: this machine, or an agent (cluster mode). */
+  maxParallelUploads?: number;
   help: boolean;
 }
+
+/** The most copies at once from one sender that --max-parallel-uploads takes. */
+export const MAX_PARALLEL_UPLOADS = 256;
 
 /** The flags of `trace tcp`: what parses them, and what writes them back (traceArgs). */
 const OPTIONS = {
@@ -68,6 +73,7 @@ const OPTIONS = {
   "in-cluster": { type: "boolean", default: false },
   "agent-namespace": { type: "string" },
   image: { type: "string" },
+  "max-parallel-uploads": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -100,6 +106,7 @@ const FIELDS = {
   "in-cluster": "inCluster",
   "agent-namespace": "agentNamespace",
   image: "image",
+  "max-parallel-uploads": "maxParallelUploads",
   help: "help",
 } as const satisfies Record<OptionName, keyof TraceFlags>;
 
@@ -134,6 +141,8 @@ Cluster mode (from anywhere with a kubeconfig; nothing to install):
       --context NAME         kubeconfig context
       --agent-namespace NS   namespace of the short-lived agent pods (default: the context's)
       --image IMAGE          agent pod image (default: debian:bookworm-slim)
+      --max-parallel-uploads N  copies of tcpgadget at once from this machine, and from each
+                             agent to others (default 4)
   In cluster mode, -n defaults to the context's namespace; -A traces every namespace (host
   processes only with --host); -l is matched on the pods' labels from the API; --timeout counts
   from when every node traces. 'tcpgadget cleanup' deletes pods a killed run left.
@@ -185,6 +194,15 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     if (value !== undefined) flags[key] = nonEmpty(flag, value);
   }
   if (values.timeout !== undefined) flags.timeout = timeoutSeconds(values.timeout);
+  if (values["max-parallel-uploads"] !== undefined) {
+    const text = values["max-parallel-uploads"];
+    flags.maxParallelUploads = positiveInteger("--max-parallel-uploads", text);
+    if (flags.maxParallelUploads > MAX_PARALLEL_UPLOADS) {
+      throw new UsageError(
+        `--max-parallel-uploads must be at most ${MAX_PARALLEL_UPLOADS}, got "${text}"`,
+      );
+    }
+  }
   if (values.pid !== undefined) flags.pid = positiveInteger("--pid", values.pid);
   if (values.comm !== undefined) {
     if (values.comm === "") throw new UsageError("--comm needs a command name");
@@ -261,6 +279,7 @@ function checkClusterFlags(flags: TraceFlags, hostRootGiven: boolean): void {
     ["--node", flags.nodes !== undefined],
     ["--agent-namespace", flags.agentNamespace !== undefined],
     ["--image", flags.image !== undefined],
+    ["--max-parallel-uploads", flags.maxParallelUploads !== undefined],
   ].find(([, given]) => given);
   if (clusterOnly) throw new UsageError(`${clusterOnly[0]} needs --cluster`);
 }

@@ -11,18 +11,18 @@
 import type * as k8s from "@kubernetes/client-node";
 import { errorLine, TcpgadgetError } from "../../core/errors.ts";
 import { LineSplitter } from "../../core/line_splitter.ts";
-import type { Semaphore } from "../../core/semaphore.ts";
 import { sleep } from "../../core/sleep.ts";
 import { agentCommand, agentPod, agentPodName } from "./agent_pod.ts";
 import { httpStatus, NoAnswerError } from "./api_errors.ts";
 import { ExecDroppedError, execInPod, type ExecTarget } from "./exec.ts";
 import type { KubeClient } from "./kube_client.ts";
+import type { PayloadDistribution } from "./payload_distribution.ts";
+import type { Payload } from "./self_copy.ts";
 import { podFailure } from "./pod_failure.ts";
-import { DamagedCopyError, type Payload, uploadPayload } from "./self_copy.ts";
 
 /** How long a pod may take to start (pull its image, ...). */
 const POD_START_TIMEOUT_MS = 180_000;
-/** Reconnects of a node's event stream (or uploads) in a row before the node is given up. */
+/** Reconnects of a node's event stream in a row before the node is given up. */
 const RECONNECTS = 3;
 /** The line node mode prints on stderr once its programs are attached. */
 const TRACING_LINE = /^(tcpgadget: )?tracing TCP connections/;
@@ -36,8 +36,6 @@ export interface AgentRun {
   image: string;
   /** activeDeadlineSeconds of the pods: the most they live. */
   deadlineSeconds: number;
-  /** Bounds the uploads at once. */
-  uploads: Semaphore;
   /** The node-mode arguments the agent on `node` runs with. */
   agentArgs(node: string): string[];
 }
@@ -59,7 +57,7 @@ export interface AgentListener {
  * ```ts ignore
  * const session = new AgentSession(run, listener, "worker-1", 0);
  * await session.create();
- * await session.run(payload, signal); // until signal aborts, or the node fails
+ * await session.run(copies, signal); // until signal aborts, or the node fails
  * ```
  */
 export class AgentSession {
@@ -127,14 +125,20 @@ export class AgentSession {
   }
 
   /**
-   * Waits for the pod, uploads, and streams events until `signal` aborts;
-   * a failure of this node is warned and marks it failed.
+   * Waits for the pod, gets tcpgadget into it (`copies`), and streams
+   * events until `signal` aborts; a failure of this node is warned and
+   * marks it failed.
    */
-  async run(payload: Payload, signal: AbortSignal): Promise<void> {
+  async run(copies: PayloadDistribution, signal: AbortSignal): Promise<void> {
+    const payload = copies.payload;
     try {
-      await this.#waitRunning(signal);
+      const pod = await this.#waitRunning(signal);
+      if (signal.aborted || !pod) return;
+      await copies.deliver(
+        { node: this.node, exec: this.#target, podIP: pod.status?.podIP },
+        signal,
+      );
       if (signal.aborted) return;
-      await this.#upload(payload, signal);
       // Reconnects in a row: a stream that got going resets the count.
       let drops = 0;
       while (!signal.aborted) {
@@ -160,8 +164,8 @@ export class AgentSession {
     }
   }
 
-  /** Waits for Running; throws a per-node error if the pod cannot run. */
-  async #waitRunning(signal: AbortSignal): Promise<void> {
+  /** Waits for Running (the pod); throws a per-node error if the pod cannot run. */
+  async #waitRunning(signal: AbortSignal): Promise<k8s.V1Pod | undefined> {
     const { client, namespace } = this.#run;
     const deadline = performance.now() + POD_START_TIMEOUT_MS;
     let last: k8s.V1Pod | undefined;
@@ -179,7 +183,7 @@ export class AgentSession {
         const refused = status >= 400 && status < 500;
         if (refused || error instanceof NoAnswerError || performance.now() > deadline) throw error;
       }
-      if (last?.status?.phase === "Running") return;
+      if (last?.status?.phase === "Running") return last;
       const failure = last && podFailure(last, this.#run.image);
       if (failure) throw new TcpgadgetError(failure);
       if (performance.now() > deadline) {
@@ -192,30 +196,7 @@ export class AgentSession {
       }
       await sleep(250, signal);
     }
-  }
-
-  /** Copies the agent into the pod, again after a dropped stream. */
-  async #upload(payload: Payload, signal: AbortSignal): Promise<void> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        const report = await this.#run.uploads.use(() =>
-          uploadPayload(this.#target, payload, signal)
-        );
-        if (report.bytes > 0) {
-          this.#warn(
-            `uploaded ${(report.bytes / 1e6).toFixed(1)} MB in ${
-              (report.milliseconds / 1000).toFixed(1)
-            } s (size and SHA-256 verified)`,
-          );
-        }
-        return;
-      } catch (error) {
-        const retry = error instanceof ExecDroppedError || error instanceof DamagedCopyError;
-        if (!retry || attempt > RECONNECTS || signal.aborted) throw error;
-        this.#warn(`upload interrupted (${error.message}); retrying (${attempt}/${RECONNECTS})`);
-        await sleep(1000 * attempt, signal);
-      }
-    }
+    return undefined;
   }
 
   #stream(payload: Payload, signal: AbortSignal, onStarted: () => void) {

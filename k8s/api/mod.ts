@@ -29,5 +29,6 @@ export { selectNodes } from "./node_selection.ts";
 export { agentPod, DEFAULT_AGENT_IMAGE, HOST_ROOT } from "./agent_pod.ts";
 export { type AgentListener, type AgentRun, AgentSession } from "./agent_session.ts";
 export { ExecDroppedError, execInPod, type ExecTarget } from "./exec.ts";
-export { type Payload, preparePayload, uploadPayload } from "./self_copy.ts";
+export { type Payload, preparePayload, uploadFiles } from "./self_copy.ts";
+export { type CopyTarget, PayloadDistribution } from "./payload_distribution.ts";
 export { deletePods, findAgentPods } from "./pod_cleanup.ts";

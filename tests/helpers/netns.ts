@@ -15,6 +15,9 @@ function run(args: string[]): void {
 /** A network namespace linked to this one by a veth pair. */
 export interface LinkedNetns {
   name: string;
+  /** The veth on this side, and its peer in the namespace. */
+  hostInterface: string;
+  nsInterface: string;
   /** Address of this side (in the test's namespace). */
   hostAddress: string;
   /** Address inside the namespace. */
@@ -59,6 +62,8 @@ export function createLinkedNetns(): LinkedNetns {
   }
   return {
     name,
+    hostInterface: hostIf,
+    nsInterface: nsIf,
     hostAddress,
     nsAddress,
     hostAddress6,

@@ -1,0 +1,12 @@
+import { FakeCluster } from "../helpers/cluster.ts";
+const n = Number(Deno.args[0] ?? 1);
+const nodes = Array.from({ length: n }, (_, i) => ({ name: `node-${i}` }));
+await using cluster = await FakeCluster.start({ nodes });
+const t0 = performance.now();
+const run = cluster.trace(["-A", "-o", "json"]);
+const line = `tracing TCP connections on ${n} node`;
+await run.waitFor(() => run.stderr.includes(line), line, 600_000);
+console.log(`nodes=${n} seconds=${((performance.now() - t0) / 1000).toFixed(1)}`);
+console.log(run.stderr.split("\n").filter((l) => !l.includes("lost")).join("\n"));
+run.child.kill("SIGINT");
+await run.finish(60_000);
