@@ -469,6 +469,53 @@ test("cluster: a dropped event stream is reconnected, the stale agent stopped, a
   await assertNothingLeft(cluster, pids);
 });
 
+test("cluster: an event stream ended by an InternalError status (the API server's leg to the kubelet broke) is reopened", async () => {
+  // As containerd does, the command runs on after its stream ends.
+  await using cluster = await FakeCluster.start({
+    nodes: [{ name: "node-a" }],
+    killExecOnDisconnect: false,
+  });
+  await cluster.workload("default", "web", { container: "client" });
+  const web = await PodActor.start(cluster, "default", "web", "client", "tg-web");
+  const server = await Actor.start("tg-server");
+  // The run's start (digests, two files, digests) and its first event
+  // stream, which ends with the status once 4000 bytes of events went out.
+  cluster.api.dropExecStreams(5, { afterOutputBytes: 4000, endWith: "InternalError" });
+  const run = cluster.trace(["-o", "json"]);
+  await tracing(run, 1);
+  const pids = cluster.agentProcesses();
+  const dropped = "node node-a: event stream dropped; reconnecting (1/3)";
+  for (let i = 0; i < 20 && !run.stderr.includes(dropped); i++) {
+    const { listener, port } = await listening(server);
+    await roundTrip(web, server, listener, port);
+  }
+  await run.waitFor(() => run.stderr.includes(dropped), "the stream to drop");
+  let seen: { port: number; sport: number } | undefined;
+  const deadline = performance.now() + 20_000;
+  while (!seen && performance.now() < deadline) {
+    const { listener, port } = await listening(server);
+    const sport = await roundTrip(web, server, listener, port);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    if (eventsOnPort(run, port).length > 0) seen = { port, sport };
+  }
+  assert(seen, `no connection seen after the reconnect: ${run.stderr}`);
+  await eventsArrived(run, seen.port, 2);
+  run.child.kill("SIGINT");
+  assertEquals((await run.finish()).code, 0, run.stderr);
+  const who = { namespace: "default", pod: "web", container: "client", actor: web };
+  assertEquals(
+    eventsOnPort(run, seen.port),
+    sorted(podConnection(["node-a"], who, seen.sport, seen.port)),
+  );
+  assertEquals(lines(run.stderr), [
+    "tcpgadget: node node-a: uploaded N MB in T s (size and SHA-256 verified)",
+    "tcpgadget: tracing TCP connections on 1 node",
+    "tcpgadget: node node-a: event stream dropped; reconnecting (1/3)",
+  ]);
+  await Promise.all([web.stop(), server.stop()]);
+  await assertNothingLeft(cluster, pids);
+});
+
 test("cluster: 'tcpgadget cleanup' deletes the pods of a killed run", async () => {
   await using cluster = await FakeCluster.start();
   const run = cluster.trace(["-A", "-o", "json"]);

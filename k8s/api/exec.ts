@@ -77,12 +77,33 @@ interface StatusObject {
   details?: { causes?: { reason?: string; message?: string }[] };
 }
 
-/** The exit code in an exec status (channel 3), or an error for other failures. */
+/**
+ * The exit code in an exec status (channel 3). Any other failure is the
+ * API server's or the kubelet's, not the command's (the API server's leg
+ * to the kubelet broke: kube-apiserver's stream translator reports it as
+ * an InternalError): an {@link ExecDroppedError}, since the command may
+ * still run.
+ *
+ * @example
+ * ```ts
+ * import { ExecDroppedError, exitCodeOf } from "./exec.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(exitCodeOf({ status: "Success" }), 0);
+ * assert.equal(exitCodeOf({
+ *   status: "Failure", reason: "NonZeroExitCode",
+ *   details: { causes: [{ reason: "ExitCode", message: "3" }] },
+ * }), 3);
+ * assert.throws(
+ *   () => exitCodeOf({ status: "Failure", reason: "InternalError", message: "Internal error occurred: EOF" }),
+ *   ExecDroppedError,
+ * );
+ * ```
+ */
 export function exitCodeOf(status: StatusObject): number {
   if (status.status === "Success") return 0;
   const cause = status.details?.causes?.find((c) => c.reason === "ExitCode");
   if (status.reason === "NonZeroExitCode" && cause?.message) return Number(cause.message);
-  throw new TcpgadgetError(`exec failed: ${status.message ?? JSON.stringify(status)}`);
+  throw new ExecDroppedError(`exec failed: ${status.message ?? JSON.stringify(status)}`);
 }
 
 /** The WebSocket URL of an exec request. */

@@ -678,3 +678,15 @@ export async function roundTrip(
   await server.do(`close ${accepted.sock}`);
   return connected.sport as number;
 }
+
+/** The node PIDs of the tracers running in an agent pod (not its `sleep`). */
+export function agentProcesses(agentPod: k8s.V1Pod): number[] {
+  return containerNodePids(agentPod, "agent").filter((pid) => {
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      return argv.includes("trace") && argv.some((arg) => arg.startsWith("/tmp/tcpgadget/"));
+    } catch {
+      return false;
+    }
+  });
+}
