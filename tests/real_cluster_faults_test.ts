@@ -21,6 +21,7 @@ import type { CliRun } from "./helpers/cli.ts";
 import {
   agentProcesses,
   connectionEvents,
+  containerNodePids,
   E2E_NAMESPACE,
   eventually,
   type PodActorOnNode,
@@ -33,13 +34,22 @@ import {
   stderrLines,
 } from "./helpers/real_cluster.ts";
 import { restartComponent } from "./real_cluster/component_restart.ts";
+import { execText } from "./helpers/cluster.ts";
+import { UploadCutter } from "./helpers/upload_cutter.ts";
+import { sha256File } from "../k8s/api/self_copy.ts";
 
 const FILE = "tests/real_cluster_faults_test.ts";
 const START_TIMEOUT_MS = 240_000;
 
 async function tracing(run: CliRun): Promise<void> {
   const line = "tracing TCP connections on 1 node";
-  await run.waitFor(() => run.stderr.includes(line), line, START_TIMEOUT_MS);
+  const failed = "no node could be traced";
+  await run.waitFor(
+    () => run.stderr.includes(line) || run.stderr.includes(failed),
+    line,
+    START_TIMEOUT_MS,
+  );
+  assert(run.stderr.includes(line), run.stderr);
 }
 
 /** Ends a run that a failed test left running. */
@@ -105,8 +115,7 @@ realClusterTest(
     const before = agentProcesses(agentPod);
     assertEquals(before.length, 1, `agents: ${before}`);
 
-    const downMs = await restartComponent("kubelet");
-    console.log(`kubelet restarted: down ${downMs.toFixed(0)} ms`);
+    await restartComponent("kubelet");
     await run.waitFor(
       () => run.stderr.includes("event stream dropped; reconnecting"),
       "the stream to be reopened",
@@ -156,5 +165,107 @@ realClusterTest(
     for (const line of lines.slice(2)) {
       assertMatch(line, /^tcpgadget: node \S+: event stream dropped; reconnecting \([123]\/3\)$/);
     }
+  },
+);
+
+/** Processes of the agent container running `head -c` (an upload's copy), oldest first. */
+function uploadCopies(agentPod: Parameters<typeof containerNodePids>[0]) {
+  return containerNodePids(agentPod, "agent").flatMap((pid) => {
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      if (argv[0] !== "head" || argv[1] !== "-c") return [];
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return [{ pid, parent: Number(fields[1]), started: Number(fields[19]) }];
+    } catch {
+      return [];
+    }
+  }).sort((a, b) => a.started - b.started);
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) [ZX]/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
+}
+
+realClusterTest(
+  FILE,
+  "real cluster: an upload cut short and retried while the first attempt's processes live on: they end after the retry and never touch its file",
+  { local: true },
+  async () => {
+    await using cluster = new RealCluster();
+    // tcpgadget talks to the API server through a proxy that cuts its
+    // first upload 30 MB in (holding the API server's side open: the
+    // first attempt's `head` waits on), and pauses the retry 20 MB in.
+    const server = new URL(cluster.kc.getCurrentCluster()!.server);
+    await using cutter = new UploadCutter(
+      { hostname: server.hostname, port: Number(server.port || 443) },
+      30_000_000,
+      20_000_000,
+    );
+    const kubeconfig = await Deno.makeTempFile({ prefix: "tcpgadget-e2e-proxied-" });
+    cluster.defer(() => Deno.remove(kubeconfig));
+    await Deno.writeTextFile(
+      kubeconfig,
+      (await Deno.readTextFile(cluster.kubeconfig)).replace(
+        server.origin,
+        `https://127.0.0.1:${cutter.port}`,
+      ),
+    );
+    const { run, runId, namespace } = await cluster.startRun(["-A", "-o", "json"], { kubeconfig });
+    cluster.defer(() => stop(run));
+    let exited = false;
+    run.child.status.then(() => exited = true);
+    let paused = false;
+    cutter.retryPaused.then(() => paused = true);
+    await eventually("the retry to be paused", () => {
+      if (exited) throw new Error(`tcpgadget ended: ${run.stderr}`);
+      return paused || undefined;
+    }, START_TIMEOUT_MS / 1000);
+    const [agentPod] = await cluster.agentPodObjects(runId);
+    // Both attempts' copies run: the first waits for input that never comes.
+    const copies = await eventually("both attempts' copies", () => {
+      const now = uploadCopies(agentPod);
+      return now.length === 2 ? now : undefined;
+    }, 60);
+    const first = copies[0];
+
+    // Its standard input ends: its copy (short) ends, and what follows it in its shell.
+    cutter.releaseFirst();
+    await eventually(
+      "the first attempt's copy and shell to end",
+      () => !alive(first.pid) && !alive(first.parent) ? true : undefined,
+      60,
+    );
+    cutter.resumeRetry();
+    await tracing(run);
+
+    const agentName = agentPod.metadata!.name!;
+    const inPod = (command: string[]) => execText(cluster, namespace, agentName, "agent", command);
+    const binary = Deno.env.get("TCPGADGET_TEST_BINARY");
+    const [uploaded, local] = binary ? ["tcpgadget", binary] : ["deno", Deno.execPath()];
+    assertEquals(
+      await inPod(["sha256sum", `/tmp/tcpgadget/${uploaded}`]),
+      `${await sha256File(local)}  /tmp/tcpgadget/${uploaded}\n`,
+    );
+    // No temporary file of either attempt is left.
+    assertEquals(
+      (await inPod(["find", "/tmp/tcpgadget", "-maxdepth", "1", "-type", "f"]))
+        .split("\n").filter(Boolean).sort(),
+      ["agent.pid", ...(binary ? ["tcpgadget"] : ["deno", "tcpgadget.js"])]
+        .map((name) => `/tmp/tcpgadget/${name}`),
+    );
+    run.child.kill("SIGINT");
+    assertEquals((await run.finish(60_000)).code, 0, run.stderr);
+    assertEquals(await cluster.agentPods(runId), []);
+    const [node] = await cluster.readyNodes();
+    assertEquals(stderrLines(run.stderr), [
+      `tcpgadget: node ${node}: upload interrupted (exec stream to pod ${namespace}/tcpgadget-RUN-0 ended without an exit status); retrying (1/3)`,
+      `tcpgadget: node ${node}: uploaded N MB in T s (size and SHA-256 verified)`,
+      "tcpgadget: tracing TCP connections on 1 node",
+    ]);
   },
 );
