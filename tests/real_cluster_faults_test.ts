@@ -33,7 +33,11 @@ import {
   sortedEvents,
   stderrLines,
 } from "./helpers/real_cluster.ts";
-import { restartComponent } from "./real_cluster/component_restart.ts";
+import {
+  containerdWithStreamIdleTimeout,
+  restartComponent,
+  startExtraApiServer,
+} from "./real_cluster/component_restart.ts";
 import { execText } from "./helpers/cluster.ts";
 import { UploadCutter } from "./helpers/upload_cutter.ts";
 import { sha256File } from "../k8s/api/self_copy.ts";
@@ -264,6 +268,77 @@ realClusterTest(
     const [node] = await cluster.readyNodes();
     assertEquals(stderrLines(run.stderr), [
       `tcpgadget: node ${node}: upload interrupted (exec stream to pod ${namespace}/tcpgadget-RUN-0 ended without an exit status); retrying (1/3)`,
+      `tcpgadget: node ${node}: uploaded N MB in T s (size and SHA-256 verified)`,
+      "tcpgadget: tracing TCP connections on 1 node",
+    ]);
+  },
+);
+
+/** containerd's stream idle timeout in the idle test, and how long the stream idles. */
+const IDLE_TIMEOUT_S = 30;
+const IDLE_S = 40;
+
+realClusterTest(
+  FILE,
+  `real cluster: an event stream idle past the exec idle timeout (containerd's stream_idle_timeout at ${IDLE_TIMEOUT_S} s; pings do not count) is kept alive`,
+  { local: true },
+  async () => {
+    // The idle timeout of an exec stream is the API server's (its stream
+    // translator's, 4 h, fixed) for protocol v5, and containerd's stream
+    // server's (stream_idle_timeout, 4 h by default) for v4, which the API
+    // server passes through as it is when its translation is off. Both
+    // are reset by messages only. This test shortens containerd's, and
+    // talks to a second API server of the cluster with the translation
+    // off (the first one goes on serving everyone else).
+    await using cluster = new RealCluster();
+    await restartComponent("containerd", containerdWithStreamIdleTimeout(`${IDLE_TIMEOUT_S}s`));
+    cluster.defer(() => restartComponent("containerd"));
+    await using apiserver = await startExtraApiServer([
+      "--feature-gates=TranslateStreamCloseWebsocketRequests=false",
+    ]);
+    const sfx = cluster.suffix;
+    // The test's own exec sessions go through the first API server (v5,
+    // whose translator pings containerd): they do not idle out.
+    const [serverPod, clientPod] = await Promise.all([
+      cluster.pod(E2E_NAMESPACE, `tgs-${sfx}`, [{ name: "server" }]),
+      cluster.pod(E2E_NAMESPACE, `tgc-${sfx}`, [{ name: "client" }]),
+    ]);
+    const { client, server } = await actors(cluster, { client: clientPod, server: serverPod }, 1);
+    const { run, runId } = await cluster.startRun(
+      ["-n", E2E_NAMESPACE, "-p", clientPod.metadata!.name!, "-o", "json"],
+      { kubeconfig: apiserver.kubeconfig },
+    );
+    cluster.defer(() => stop(run));
+    await tracing(run);
+    // Nothing to report for longer than the timeout.
+    await new Promise((resolve) => setTimeout(resolve, IDLE_S * 1000));
+    const { sock: listener, port } = await server.do("listen 0.0.0.0");
+    const serverIP = serverPod.status!.podIP!;
+    const sport = await roundTrip(client, server, listener, serverIP, port);
+    const comms = [client.comm];
+    await run.waitFor(
+      () => seenEvents(run, comms, true).filter((e) => e.sport === sport).length >= 2,
+      "the connection after the idle time",
+      60_000,
+    );
+    const [node] = await cluster.readyNodes();
+    assertEquals(
+      seenEvents(run, comms, true),
+      sortedEvents(
+        connectionEvents(
+          node,
+          podParty(clientPod, "client", client),
+          podParty(serverPod, "server", server),
+          { sport, daddr: serverIP, dport: port, serverPort: port },
+          true,
+        ).client,
+      ),
+    );
+    run.child.kill("SIGINT");
+    assertEquals((await run.finish(60_000)).code, 0, run.stderr);
+    assertEquals(await cluster.agentPods(runId), []);
+    // Kept alive: never dropped.
+    assertEquals(stderrLines(run.stderr), [
       `tcpgadget: node ${node}: uploaded N MB in T s (size and SHA-256 verified)`,
       "tcpgadget: tracing TCP connections on 1 node",
     ]);

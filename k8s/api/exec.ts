@@ -38,7 +38,11 @@ export interface ExecOptions {
   onStderr?: (chunk: Uint8Array) => void;
   /** Aborting closes the stream (the command is then ended by the kubelet). */
   signal?: AbortSignal;
-  /** Ping period; the stream counts as dropped after three without an answer (default 20 s). */
+  /**
+   * Ping period; the stream counts as dropped after three without an
+   * answer (default 20 s). A stream without stdin also sends a keep-alive
+   * message each period.
+   */
   pingIntervalMs?: number;
   /** How long opening the stream may take (default: api_timeout.ts's bound). */
   openTimeoutMs?: number;
@@ -212,9 +216,16 @@ export async function execInPod(
   let unanswered = 0;
   ws.on("pong", () => unanswered = 0);
   ws.on("message", () => unanswered = 0);
+  // Pings do not keep an exec stream open: its idle timeout (kube-apiserver's
+  // stream translator: 4 h for v5; containerd's stream_idle_timeout, 4 h by
+  // default, for v4) is reset by messages only. A stream without standard
+  // input, quiet for hours (a tracer on an idle node), also sends an empty
+  // message on the stdin channel, which the server discards.
+  const keepAlive = options.stdin === undefined ? Buffer.from([STDIN]) : undefined;
   const pinger = setInterval(() => {
-    if (++unanswered > 3) ws.terminate();
-    else ws.ping();
+    if (++unanswered > 3) return ws.terminate();
+    ws.ping();
+    if (keepAlive) ws.send(keepAlive);
   }, options.pingIntervalMs ?? 20_000);
 
   let closeTimer: ReturnType<typeof setTimeout> | undefined;

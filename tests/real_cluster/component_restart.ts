@@ -139,7 +139,7 @@ export async function startExtraApiServer(extraArgs: string[]): Promise<ExtraApi
       } catch {
         // gone
       }
-    }, 10_000);
+    }, 2000); // it keeps nothing of its own: no need to wait for a graceful end
     await child.status;
     clearTimeout(killer);
     await logged;
