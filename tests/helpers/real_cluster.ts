@@ -358,11 +358,15 @@ export class RealCluster implements AsyncDisposable {
     );
   }
 
-  /** tcpgadget's pods (namespace/name), of one run if `runId` is given. */
+  /**
+   * tcpgadget's pods (namespace/name): of one run, wherever they are, or
+   * without `runId`, those in the test's own agent namespace.
+   */
   async agentPods(runId?: string): Promise<string[]> {
-    const pods = await this.core.listPodForAllNamespaces({
-      labelSelector: `${AGENT_SELECTOR}${runId ? `,tcpgadget.io/run=${runId}` : ""}`,
-    });
+    const labelSelector = `${AGENT_SELECTOR}${runId ? `,tcpgadget.io/run=${runId}` : ""}`;
+    const pods = runId
+      ? await this.core.listPodForAllNamespaces({ labelSelector })
+      : await this.core.listNamespacedPod({ namespace: await this.agentNamespace(), labelSelector });
     return pods.items.map((pod) => `${pod.metadata!.namespace}/${pod.metadata!.name}`).sort();
   }
 
