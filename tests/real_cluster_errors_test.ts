@@ -54,20 +54,26 @@ const DOCUMENTED_CLUSTER_ROLE: Rule[] = [
   { resources: ["pods", "services"], verbs: ["list", "watch"] },
 ];
 
-/** The restricted user's name and RBAC objects granted to it, replaced at will. */
+/** RBAC objects granted to a user or service account, replaced at will. */
 class Grants {
   readonly #cluster: RealCluster;
   readonly #namespace: string;
-  readonly #user: string;
   readonly #kc: k8s.KubeConfig;
   readonly #name: string;
+  readonly #subject: k8s.RbacV1Subject;
 
-  constructor(cluster: RealCluster, namespace: string, user: string, kc: k8s.KubeConfig) {
+  /** `kc` authenticates as `subject` (to check that the grants apply). */
+  constructor(
+    cluster: RealCluster,
+    namespace: string,
+    kc: k8s.KubeConfig,
+    subject: k8s.RbacV1Subject,
+  ) {
     this.#cluster = cluster;
     this.#namespace = namespace;
-    this.#user = user;
     this.#kc = kc;
-    this.#name = cluster.name("tcpgadget-e2e-user");
+    this.#subject = subject;
+    this.#name = cluster.name(`tcpgadget-e2e-${subject.kind.toLowerCase()}`);
   }
 
   /** Binds a Role (in the agent namespace) and a ClusterRole with these rules to the user. */
@@ -76,7 +82,7 @@ class Grants {
     const name = this.#name;
     const namespace = this.#namespace;
     const rules = (list: Rule[]) => list.map((rule) => ({ apiGroups: [""], ...rule }));
-    const subjects = [{ kind: "User", name: this.#user, apiGroup: "rbac.authorization.k8s.io" }];
+    const subjects = [this.#subject];
     await this.revoke();
     await rbac.createNamespacedRole({
       namespace,
@@ -151,7 +157,11 @@ realClusterTest(
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(RESTRICTED_KUBECONFIG);
     const user = await userOf(kc);
-    const grants = new Grants(cluster, namespace, user, kc);
+    const grants = new Grants(cluster, namespace, kc, {
+      kind: "User",
+      name: user,
+      apiGroup: "rbac.authorization.k8s.io",
+    });
     cluster.defer(() => grants.revoke());
     const trace = (...args: string[]) =>
       tcpgadget([
@@ -269,6 +279,102 @@ realClusterTest(
       }`,
     ]);
     await cluster.core.deleteNamespacedPod({ namespace, name: leftName, gracePeriodSeconds: 0 });
+  },
+);
+
+realClusterTest(
+  FILE,
+  "real cluster: a service account's bearer token, and the same token from an exec credential plugin, with README's permissions, trace",
+  {},
+  async () => {
+    await using cluster = new RealCluster();
+    const namespace = await cluster.agentNamespace();
+    const account = cluster.name("tcpgadget-e2e-tracer");
+    await cluster.core.createNamespacedServiceAccount({
+      namespace,
+      body: { metadata: { name: account } },
+    });
+    const { status } = await cluster.core.createNamespacedServiceAccountToken({
+      name: account,
+      namespace,
+      // No audiences: the API server's own.
+      body: { spec: { audiences: [], expirationSeconds: 900 } },
+    });
+    const token = status!.token;
+    const server = cluster.kc.getCurrentCluster()!;
+    const kubeconfig = (user: string) =>
+      `apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: ${server.server}
+    certificate-authority-data: ${server.caData}
+users:
+- name: tracer
+  user:
+${user}
+contexts:
+- name: tracer
+  context: { cluster: e2e, user: tracer, namespace: ${namespace} }
+current-context: tracer
+`;
+    const credential = JSON.stringify({
+      apiVersion: "client.authentication.k8s.io/v1",
+      kind: "ExecCredential",
+      status: { token },
+    });
+    const dir = await Deno.makeTempDir({ prefix: "tcpgadget-e2e-token-" });
+    cluster.defer(() => Deno.remove(dir, { recursive: true }));
+    const files = {
+      token: `${dir}/token.kubeconfig`,
+      plugin: `${dir}/plugin.kubeconfig`,
+    };
+    await Deno.writeTextFile(files.token, kubeconfig(`    token: ${token}`), { mode: 0o600 });
+    await Deno.writeTextFile(
+      files.plugin,
+      kubeconfig([
+        "    exec:",
+        "      apiVersion: client.authentication.k8s.io/v1",
+        "      command: sh",
+        `      args: ["-c", ${JSON.stringify(`echo '${credential}'`)}]`,
+        "      interactiveMode: Never",
+      ].join("\n")),
+      { mode: 0o600 },
+    );
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(files.token);
+    const grants = new Grants(cluster, namespace, kc, {
+      kind: "ServiceAccount",
+      name: account,
+      namespace,
+    });
+    cluster.defer(() => grants.revoke());
+    await grants.grant(DOCUMENTED_ROLE, DOCUMENTED_CLUSTER_ROLE);
+    const [node] = await cluster.readyNodes();
+    // The context's namespace is the agent namespace.
+    const results = await Promise.all(
+      Object.values(files).map((file) =>
+        tcpgadget([
+          "trace",
+          "tcp",
+          "--cluster",
+          "--kubeconfig",
+          file,
+          "--timeout",
+          "3",
+          "-o",
+          "json",
+        ])
+      ),
+    );
+    for (const result of results) {
+      assertEquals([result.code, stderrLines(result.stderr)], [0, [
+        `tcpgadget: node ${node}: uploaded N MB in T s (size and SHA-256 verified)`,
+        "tcpgadget: tracing TCP connections on 1 node",
+      ]]);
+    }
+    assertEquals(await cluster.agentPods(), []);
   },
 );
 
