@@ -366,7 +366,10 @@ export class RealCluster implements AsyncDisposable {
     const labelSelector = `${AGENT_SELECTOR}${runId ? `,tcpgadget.io/run=${runId}` : ""}`;
     const pods = runId
       ? await this.core.listPodForAllNamespaces({ labelSelector })
-      : await this.core.listNamespacedPod({ namespace: await this.agentNamespace(), labelSelector });
+      : await this.core.listNamespacedPod({
+        namespace: await this.agentNamespace(),
+        labelSelector,
+      });
     return pods.items.map((pod) => `${pod.metadata!.namespace}/${pod.metadata!.name}`).sort();
   }
 
