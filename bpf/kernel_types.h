@@ -69,6 +69,7 @@ struct in6_addr {
 
 struct ns_common {
 	unsigned int inum;
+	__u64 ns_id; /* from Linux 6.18: an id never reused until reboot */
 };
 
 struct net {
@@ -140,6 +141,7 @@ struct files_struct {
 
 struct mnt_namespace {
 	struct ns_common ns;
+	__u64 seq; /* before Linux 6.18: the same, for mount namespaces */
 };
 
 struct nsproxy {

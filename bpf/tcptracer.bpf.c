@@ -58,6 +58,7 @@ const volatile struct tcptracer_config config = {
 /* The process a connection is attributed to. */
 struct owner {
 	__u64 cgroup_id;
+	__u64 mntns_seq; /* 0 unless config.filter_mntns_enabled */
 	__u32 mntns_id;
 	__u32 pid;
 	__u32 tid;
@@ -75,14 +76,24 @@ struct {
 	__type(value, struct owner);
 } owners SEC(".maps");
 
-/* Mount namespaces whose processes are traced when
- * config.filter_mntns_enabled is set; kept up to date by user space. */
+/*
+ * The container filter (config.filter_mntns_enabled): mount namespace seq
+ * -> enum mntns_decision. A namespace without a decision is let through:
+ * user space names its container from the first event (which carries the
+ * seq), decides, and writes the decision here; so a container that starts
+ * and connects at once is seen from its first connection, and other
+ * containers cost one event each. Keyed by seq, not by inode number: the
+ * kernel gives a new namespace the lowest free inode number, often that of
+ * one that just died, whose decision would be stale. LRU: namespaces come
+ * and go and nobody deletes their decisions; a decision the LRU drops is
+ * made again from the namespace's next event.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
 	__type(value, __u8);
-} allowed_mntns SEC(".maps");
+} mntns_decisions SEC(".maps");
 
 /* The traced process tree, by thread group id, when
  * config.filter_tree_enabled is set: see "The process tree" below. Sized
@@ -126,6 +137,7 @@ struct {
 const struct event *unused_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum event_kind *unused_event_kind __attribute__((unused));
+const enum mntns_decision *unused_mntns_decision __attribute__((unused));
 
 static __always_inline bool is_open(int state)
 {
@@ -145,15 +157,35 @@ static __always_inline bool is_open(int state)
  * branch that the running kernel cannot verify. */
 #define HAVE_TASK_BTF bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)
 
-static __always_inline __u32 current_mntns(void)
+/*
+ * The id of a mount namespace that is never reused until reboot: `seq`, a
+ * count of the mount namespaces made since boot, which Linux 6.18 replaced
+ * with the `ns_id` every namespace has. Read only for the container filter
+ * (callers check config.filter_mntns_enabled, a constant the verifier
+ * prunes on), so tracing without one reads nothing more.
+ */
+static __always_inline __u64 mntns_seq_of(struct mnt_namespace *ns, const bool btf)
 {
-	/* 0 once an exiting task has dropped its namespaces. */
-	if (HAVE_TASK_BTF) {
-		struct task_struct *task = bpf_get_current_task_btf();
+	if (bpf_core_field_exists(ns->seq))
+		return KREAD(btf, ns, seq);
+	return KREAD(btf, ns, ns.ns_id);
+}
 
-		return task->nsproxy->mnt_ns->ns.inum;
+/* The current task's mount namespace into o: 0s once an exiting task has
+ * dropped its namespaces. */
+static __always_inline void current_mntns(struct owner *o)
+{
+	struct mnt_namespace *ns;
+
+	if (HAVE_TASK_BTF) {
+		ns = bpf_get_current_task_btf()->nsproxy->mnt_ns;
+		o->mntns_id = ns->ns.inum;
+		o->mntns_seq = config.filter_mntns_enabled ? mntns_seq_of(ns, true) : 0;
+		return;
 	}
-	return BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), nsproxy, mnt_ns, ns.inum);
+	ns = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), nsproxy, mnt_ns);
+	o->mntns_id = BPF_CORE_READ(ns, ns.inum);
+	o->mntns_seq = config.filter_mntns_enabled ? mntns_seq_of(ns, false) : 0;
 }
 
 static __always_inline bool current_is_kthread(void)
@@ -169,7 +201,7 @@ static __always_inline void owner_from_current(struct owner *o)
 	__u64 uid_gid = bpf_get_current_uid_gid();
 
 	o->cgroup_id = bpf_get_current_cgroup_id();
-	o->mntns_id = current_mntns();
+	current_mntns(o);
 	o->pid = pid_tgid >> 32;
 	o->tid = (__u32)pid_tgid;
 	o->uid = (__u32)uid_gid;
@@ -193,9 +225,13 @@ static __always_inline bool owner_allowed(const struct owner *o)
 				break;
 		}
 	}
-	if (config.filter_mntns_enabled &&
-	    !bpf_map_lookup_elem(&allowed_mntns, &o->mntns_id))
-		return false;
+	if (config.filter_mntns_enabled) {
+		__u8 *decision = bpf_map_lookup_elem(&mntns_decisions, &o->mntns_seq);
+
+		/* Undecided: through, for user space to decide. */
+		if (decision && *decision == MNTNS_DENY)
+			return false;
+	}
 	if (config.filter_tree_enabled && !bpf_map_lookup_elem(&traced_tgids, &o->pid))
 		return false;
 	return true;
@@ -323,6 +359,7 @@ static __always_inline void emit(struct sock *sk, __u8 type,
 		e->netns_id = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	if (o) {
 		e->cgroup_id = o->cgroup_id;
+		e->mntns_seq = o->mntns_seq;
 		e->mntns_id = o->mntns_id;
 		e->pid = o->pid;
 		e->tid = o->tid;
@@ -331,6 +368,7 @@ static __always_inline void emit(struct sock *sk, __u8 type,
 		__builtin_memcpy(e->comm, o->comm, TASK_COMM_LEN);
 	} else {
 		e->cgroup_id = 0;
+		e->mntns_seq = 0;
 		e->mntns_id = 0;
 		e->pid = 0;
 		e->tid = 0;
@@ -374,8 +412,10 @@ static __always_inline void on_close(struct sock *sk, const bool btf)
 			owner_from_current(&current);
 			/* An exiting task closes its sockets after dropping its
 			 * namespaces; its mount namespace is still the owner's. */
-			if (!current.mntns_id && owner)
+			if (!current.mntns_id && owner) {
 				current.mntns_id = owner->mntns_id;
+				current.mntns_seq = owner->mntns_seq;
+			}
 			who = &current;
 		}
 	}
@@ -727,6 +767,8 @@ int seed_owners(struct bpf_iter__task_file *ctx)
 	key = (__u64)sk;
 	owner.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	owner.mntns_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	owner.mntns_seq = config.filter_mntns_enabled ?
+				  mntns_seq_of(BPF_CORE_READ(task, nsproxy, mnt_ns), false) : 0;
 	owner.pid = BPF_CORE_READ(task, tgid);
 	owner.tid = BPF_CORE_READ(task, pid);
 	owner.uid = BPF_CORE_READ(task, cred, uid.val);

@@ -33,6 +33,17 @@ enum event_kind {
 	KIND_ALL = 0x1f,
 };
 
+/*
+ * The container filter's decision about the processes of one mount
+ * namespace: the values of the mntns_decisions map, keyed by the
+ * namespace's seq (see event.mntns_seq). No entry: undecided, so events
+ * go to user space, which decides from the first one.
+ */
+enum mntns_decision {
+	MNTNS_ALLOW = 1,
+	MNTNS_DENY = 2,
+};
+
 struct event {
 	__u64 timestamp_ns; /* bpf_ktime_get_boot_ns() */
 	__u64 cgroup_id; /* cgroup v2 id of the attributed process */
@@ -52,6 +63,9 @@ struct event {
 	__u8 pad[3];
 	char comm[TASK_COMM_LEN];
 	__u8 pad2[4];
+	/* Id of the mount namespace that is never reused until reboot (its
+	 * inode number, mntns_id, is); only with filter_mntns_enabled, else 0. */
+	__u64 mntns_seq;
 };
 
 /*
@@ -63,7 +77,7 @@ struct tcptracer_config {
 	__u32 kinds; /* mask of enum event_kind */
 	__u64 wakeup_bytes; /* wake the reader once this much is queued; 0: every event */
 	__u8 filter_comm_enabled;
-	__u8 filter_mntns_enabled; /* only mount namespaces in allowed_mntns */
+	__u8 filter_mntns_enabled; /* drop mount namespaces mntns_decisions denies */
 	__u8 filter_tree_enabled; /* only processes in traced_tgids */
 	__u8 pad[5];
 	char filter_comm[TASK_COMM_LEN];

@@ -8,6 +8,7 @@
 
 import "../k8s/api/silence_node_warnings.ts";
 import { TcpgadgetError } from "../core/errors.ts";
+import { printable } from "../core/printable.ts";
 import { printWarning } from "../core/warning.ts";
 import { KubeClient } from "../k8s/api/kube_client.ts";
 import { loadKubeconfig } from "../k8s/api/kubeconfig.ts";
@@ -28,13 +29,16 @@ export async function cleanup(
   const namespace = options.namespace;
   const byNamespace = await findAgentPods(client, namespace);
   if (byNamespace.size === 0) {
-    io.log(`no tcpgadget pods found${namespace ? ` in namespace ${namespace}` : ""}`);
+    io.log(`no tcpgadget pods found${namespace ? ` in namespace ${printable(namespace)}` : ""}`);
     return 0;
   }
   let failed = 0;
   for (const [ns, names] of byNamespace) {
     const failures = await deletePods(client, ns, names, io.warn);
-    for (const name of names) if (!failures.has(name)) io.log(`deleted pod ${ns}/${name}`);
+    for (const name of names) {
+      // Names as the API server sent them: printed so they cannot move the cursor.
+      if (!failures.has(name)) io.log(`deleted pod ${printable(`${ns}/${name}`)}`);
+    }
     failed += failures.size;
   }
   if (failed > 0) {

@@ -27,17 +27,23 @@ import { selectNodes } from "../k8s/api/node_selection.ts";
 import { deletePods } from "../k8s/api/pod_cleanup.ts";
 import { type Payload, preparePayload } from "../k8s/api/self_copy.ts";
 import { traceArgs, type TraceFlags } from "./flags.ts";
-import { type Formatter, formatterFor } from "./output/formatter.ts";
+import { formatterFor } from "./output/formatter.ts";
 import { parseJsonEvent } from "./output/json_event.ts";
-import { LineOutput } from "./output/line_output.ts";
-import { EventPipeline, writeTo } from "./pipeline.ts";
-import { DEFAULT_IO, STOP_SIGNALS, type TraceIo } from "./run_io.ts";
+import { LineOutput, notWritten } from "./output/line_output.ts";
+import { EventPipeline } from "./pipeline.ts";
+import { DEFAULT_IO, type TraceIo } from "./run_io.ts";
+import { HeldOutput } from "./held_output.ts";
+import { STOP_GRACE_MS, StopControl } from "./stop_control.ts";
 
 const DEFAULT_DEADLINE_SECONDS = 6 * 3600;
 /** Uploads at once: each is ~100 MB from this machine. */
 const PARALLEL_UPLOADS = 4;
-/** Events held while the other nodes start (the header must come first). */
-const EARLY_EVENTS_LIMIT = 100_000;
+/**
+ * Bytes of lines queued for stdout while the reader is behind, beyond
+ * which events are counted as not written: the agents' streams are not
+ * held back, so a stalled reader must not make the client grow.
+ */
+const OUTPUT_LIMIT = 16 << 20;
 
 /** Settings of cluster mode beyond the trace flags. */
 export interface ClusterOptions {
@@ -88,47 +94,6 @@ function randomRunId(): string {
     .map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/**
- * The output of a run: nothing is printed until every node is ready or
- * failed (the header, or the "tracing" line, comes first); events that
- * come before are held, then written.
- */
-class HeldOutput {
-  readonly #output: LineOutput;
-  readonly #formatter: Formatter;
-  readonly #warn: (message: string) => void;
-  #held: string[] | undefined = [];
-
-  constructor(output: LineOutput, formatter: Formatter, warn: (message: string) => void) {
-    this.#output = output;
-    this.#formatter = formatter;
-    this.#warn = warn;
-  }
-
-  get released(): boolean {
-    return this.#held === undefined;
-  }
-
-  /** The sink of the pipeline. */
-  readonly write = (event: TraceEvent): void => {
-    if (this.#held === undefined) return this.#written(event);
-    if (this.#held.length < EARLY_EVENTS_LIMIT) this.#held.push(this.#formatter.format(event));
-  };
-
-  #written = (_event: TraceEvent): void => {};
-
-  /** Prints the header (or says how many nodes trace) and what was held. */
-  release(nodes: number): void {
-    const header = this.#formatter.header();
-    if (header !== undefined) this.#output.line(header);
-    else this.#warn(`tracing TCP connections on ${nodes} node${nodes === 1 ? "" : "s"}`);
-    for (const line of this.#held ?? []) this.#output.line(line);
-    this.#held = undefined;
-    this.#written = writeTo(this.#formatter, this.#output);
-    this.#output.flush();
-  }
-}
-
 /** Runs `trace tcp --cluster`. Returns the exit status. */
 export async function traceCluster(
   flags: TraceFlags,
@@ -148,11 +113,14 @@ async function runCluster(
   cleanup: { failed: boolean },
 ): Promise<number> {
   const formatter = formatterFor(flags.output);
+  // Stopping is possible from here on: whatever was set up is undone.
+  using stop = new StopControl();
+  const signal = stop.signal;
   const kubeconfig = loadKubeconfig({ kubeconfig: flags.kubeconfig, context: flags.context });
   const client = new KubeClient(kubeconfig);
   const filter = clusterFilter(flags, kubeconfig.namespace);
   const agentNamespace = flags.agentNamespace ?? kubeconfig.namespace;
-  const output = new LineOutput(io.stdout);
+  const output = new LineOutput(io.stdout, { limit: OUTPUT_LIMIT });
   const held = new HeldOutput(output, formatter, io.warn);
   const metadata = new ClusterMetadata((message) => io.warn(message));
   const enricher = new MetadataEnricher(metadata);
@@ -163,33 +131,16 @@ async function runCluster(
     sink: held.write,
   });
 
-  // Stopping is possible from here on: whatever was set up is undone.
-  const stopping = new AbortController();
-  const signal = stopping.signal;
-  let cleaningUp = false;
-  const onSignal = () => {
-    if (!signal.aborted) return stopping.abort();
-    if (!cleaningUp) return;
-    // A second interrupt while the pods are being deleted: leave them.
-    io.warn("interrupted while deleting the agent pods: 'tcpgadget cleanup' removes them");
-    Deno.exit(130);
-  };
-  for (const name of STOP_SIGNALS) Deno.addSignalListener(name, onSignal);
-  const stopped = new Promise<"stopped">((resolve) =>
-    signal.addEventListener("abort", () => resolve("stopped"), { once: true })
-  );
   // The reader of our output may go away while no event is written.
   const watchOutput = setInterval(() => {
-    if (!output.flush() || output.readerGone()) stopping.abort();
+    if (!output.flush() || output.readerGone()) stop.stop();
   }, 100);
-  let payload: Payload | undefined;
   let preparing: Promise<Payload> | undefined;
   let sessions: AgentSession[] = [];
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let sessionsDone: Promise<unknown> = Promise.resolve();
   try {
-    const nodes = await Promise.race([selectNodes(client, flags.nodes, io.warn), stopped]);
-    if (nodes === "stopped") return 0;
+    const nodes = await stop.race(selectNodes(client, flags.nodes, io.warn));
+    if (nodes === undefined) return 0;
 
     // One agent per node; the run's settings are the same for all.
     const run: AgentRun = {
@@ -223,9 +174,7 @@ async function runCluster(
         if (!held.released && ready > 0) {
           held.release(ready);
           // --timeout counts from when the nodes trace, not from the pods' start.
-          if (flags.timeout !== undefined) {
-            timer = setTimeout(() => stopping.abort(), flags.timeout * 1000);
-          }
+          if (flags.timeout !== undefined) stop.startTimeout(flags.timeout);
         }
         if (sessions.every((s) => s.failed)) allFailed();
       },
@@ -240,17 +189,17 @@ async function runCluster(
     const refused = rest.find((r) => r.status === "rejected");
     if (refused) throw (refused as PromiseRejectedResult).reason;
     if (signal.aborted) return 0;
-    const prepared = await Promise.race([
+    preparing = preparePayload(options.main, signal);
+    const prepared = await stop.race(
       Promise.all([
         metadata.start(client, { services: true, namespace: filter.namespace }),
-        preparing = preparePayload(options.main, signal).then((p) => payload = p),
+        preparing,
       ]),
-      stopped,
-    ]).catch((error) => {
-      if (signal.aborted) return "stopped" as const;
+    ).catch((error) => {
+      if (signal.aborted) return undefined;
       throw error;
     });
-    if (prepared === "stopped" || signal.aborted) return 0;
+    if (prepared === undefined || signal.aborted) return 0;
     const [coverage, ready] = prepared;
     if (flags.selector && coverage.pods === "none") {
       throw new TcpgadgetError(
@@ -260,7 +209,11 @@ async function runCluster(
 
     const failed = new Promise<"failed">((resolve) => allFailed = () => resolve("failed"));
     sessionsDone = Promise.all(sessions.map((session) => session.run(ready, signal)));
-    const outcome = await Promise.race([stopped, failed, sessionsDone]);
+    const outcome = await Promise.race([
+      stop.whenStopped.then(() => "stopped"),
+      failed,
+      sessionsDone,
+    ]);
     if (outcome !== "stopped" && sessions.every((s) => s.failed)) {
       throw new TcpgadgetError(
         `no node could be traced (${sessions.length === 1 ? "the node" : "every node"} failed)`,
@@ -268,23 +221,36 @@ async function runCluster(
     }
     return 0;
   } finally {
-    cleaningUp = true;
-    stopping.abort();
-    clearTimeout(timer);
+    // A second interrupt while the pods are being deleted: leave them (the
+    // bundle is removed on the way out, see preparePayload).
+    stop.onSecondSignal(() => {
+      io.warn("interrupted while deleting the agent pods: 'tcpgadget cleanup' removes them");
+      Deno.exit(130);
+    });
+    stop.stop();
     clearInterval(watchOutput);
     // Streams close at once on abort; a stuck one is not waited for long.
     const patience = new AbortController();
     await Promise.race([sessionsDone, sleep(5000, patience.signal)]);
     patience.abort();
-    output.flush();
+    // What the reader does not take within the grace period is reported,
+    // not waited for: the pods are deleted whatever the reader does.
+    const unwritten = await output.finish(STOP_GRACE_MS);
+    if (unwritten > 0 && !output.closed) io.warn(notWritten(unwritten));
+    if (held.holding > 0) {
+      io.warn(
+        `lost ${held.holding} event${
+          held.holding === 1 ? "" : "s"
+        } (held until every node traces, and not every node did)`,
+      );
+    }
+    output.close();
     const created = sessions.filter((s) => s.created).map((s) => s.pod);
     if (created.length > 0) {
       cleanup.failed = (await deletePods(client, agentNamespace, created, io.warn)).size > 0;
     }
     await metadata.stop();
-    // A failure elsewhere may end the run while the bundle is being made.
-    await preparing?.catch(() => {});
-    await payload?.dispose();
-    for (const name of STOP_SIGNALS) Deno.removeSignalListener(name, onSignal);
+    // The bundler is stopped by the abort; its directory is removed once it has.
+    await preparing?.then((payload) => payload.dispose(), () => {});
   }
 }

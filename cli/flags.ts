@@ -6,6 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { UsageError } from "../core/errors.ts";
+import { MAX_TIMEOUT_SECONDS } from "./stop_control.ts";
 
 /** Parsed and validated flags of `trace tcp`. */
 export interface TraceFlags {
@@ -110,7 +111,7 @@ Usage:
 
 Flags:
   -o, --output FORMAT        columns (default), custom-columns=a,b,..., json, jsonpretty
-  -t, --timeout SECONDS      stop after this many seconds
+  -t, --timeout SECONDS      stop after this many seconds (at most 31536000, 365 days)
       --pid PID              only events of this process (in the kernel)
       --comm NAME            only events of processes with this command name (in the kernel)
       --connect-only         only connect events (successful and failed)
@@ -183,7 +184,7 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     const value = values[flag.slice(2) as "kubeconfig" | "context" | "agent-namespace" | "image"];
     if (value !== undefined) flags[key] = nonEmpty(flag, value);
   }
-  if (values.timeout !== undefined) flags.timeout = positiveNumber("--timeout", values.timeout);
+  if (values.timeout !== undefined) flags.timeout = timeoutSeconds(values.timeout);
   if (values.pid !== undefined) flags.pid = positiveInteger("--pid", values.pid);
   if (values.comm !== undefined) {
     if (values.comm === "") throw new UsageError("--comm needs a command name");
@@ -257,6 +258,7 @@ function checkClusterFlags(flags: TraceFlags, hostRootGiven: boolean): void {
     return;
   }
   const clusterOnly = [
+    ["--node", flags.nodes !== undefined],
     ["--agent-namespace", flags.agentNamespace !== undefined],
     ["--image", flags.image !== undefined],
   ].find(([, given]) => given);
@@ -287,6 +289,16 @@ function positiveNumber(flag: string, text: string): number {
   return value;
 }
 
+function timeoutSeconds(text: string): number {
+  const value = positiveNumber("--timeout", text);
+  if (value > MAX_TIMEOUT_SECONDS) {
+    throw new UsageError(
+      `--timeout must be at most ${MAX_TIMEOUT_SECONDS} seconds (365 days), got "${text}"`,
+    );
+  }
+  return value;
+}
+
 function positiveInteger(flag: string, text: string): number {
   const value = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value <= 0 || value > 0xffff_ffff) {
@@ -305,6 +317,9 @@ function describeParseError(error: unknown): string {
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE": {
       // "Option '-o, --output <value>' argument missing": name the long form.
       const flag = message.match(/(--[a-z-]+)/)?.[1] ?? option ?? "flag";
+      if (message.includes("does not take an argument")) {
+        return `${flag} takes no value (give ${flag} alone to turn it on)`;
+      }
       if (message.includes("ambiguous")) {
         return `${flag} needs a value; for one that starts with '-', write ${flag}=VALUE`;
       }

@@ -5,6 +5,7 @@
  */
 
 import { errorLine, TcpgadgetError, UsageError } from "../core/errors.ts";
+import { printWarning } from "../core/warning.ts";
 import { CLEANUP_HELP, parseCleanupFlags, parseTraceFlags, TRACE_HELP } from "./flags.ts";
 import { traceTcp } from "./node_mode.ts";
 import { versionReport } from "./version.ts";
@@ -27,14 +28,13 @@ export async function main(args: string[]): Promise<number> {
   try {
     return await dispatch(args);
   } catch (error) {
+    // Messages may quote what a cluster or a node sent: printed as one safe line.
     if (error instanceof TcpgadgetError) {
-      console.error(`tcpgadget: ${error.message}`);
+      printWarning(error.message);
       return error.exitCode;
     }
     if (Deno.env.get("TCPGADGET_DEBUG")) console.error(error);
-    console.error(
-      `tcpgadget: internal error: ${errorLine(error)} (set TCPGADGET_DEBUG=1 for details)`,
-    );
+    printWarning(`internal error: ${errorLine(error)} (set TCPGADGET_DEBUG=1 for details)`);
     return 70;
   }
 }

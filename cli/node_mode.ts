@@ -11,7 +11,8 @@
  */
 
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
-import { UsageError } from "../core/errors.ts";
+import type { TcpEvent } from "../core/event.ts";
+import { TcpgadgetError, UsageError } from "../core/errors.ts";
 import { containerNamingWarning } from "../core/system.ts";
 import type { Enricher, KubernetesFields } from "../core/trace_event.ts";
 import { containerSelection, type KubernetesFilter } from "../k8s/pod_filter.ts";
@@ -22,10 +23,12 @@ import { hostPath } from "../k8s/node/host_paths.ts";
 import type { ClusterMetadata } from "../k8s/api/cluster_metadata.ts";
 import type { MetadataEnricher } from "../k8s/api/metadata_enricher.ts";
 import { formatterFor } from "./output/formatter.ts";
-import { LineOutput } from "./output/line_output.ts";
+import { LineOutput, notWritten } from "./output/line_output.ts";
 import type { TraceFlags } from "./flags.ts";
 import { EventPipeline, writeTo } from "./pipeline.ts";
-import { DEFAULT_IO, STOP_SIGNALS, type TraceIo } from "./run_io.ts";
+import { DEFAULT_IO, type TraceIo } from "./run_io.ts";
+import { STOP_GRACE_MS, StopControl } from "./stop_control.ts";
+import { sleep } from "../core/sleep.ts";
 
 /** The tracer options that `trace tcp` flags ask for. */
 export function tracerOptions(flags: TraceFlags, io: TraceIo = DEFAULT_IO): TracerOptions {
@@ -110,15 +113,29 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
       "--selector needs the Kubernetes API for pod labels: give --kubeconfig (or --in-cluster), or use cluster mode (--cluster)",
     );
   }
-  const output = new LineOutput(io.stdout);
+  // Signals and --timeout are in force from here on, the wait for the API included.
+  using stop = new StopControl();
+  if (flags.timeout !== undefined) stop.startTimeout(flags.timeout);
 
   // Optional: the API names remote pods and services and gives labels.
-  const api = useApi ? await startMetadata(flags, io) : undefined;
+  const api = useApi ? await stop.race(startMetadata(flags, io)) : undefined;
+  if (stop.stopped) {
+    await api?.metadata.stop();
+    // A run that ends by its clock before it traced anything did not do
+    // what was asked: say why, as a failure (a Ctrl-C is the user's own).
+    if (stop.reason === "timeout") {
+      throw new TcpgadgetError(
+        `--timeout (${flags.timeout} s) ended the run before tracing started: the Kubernetes API server had not answered yet`,
+      );
+    }
+    return 0;
+  }
   const metadata = api?.metadata;
   const labelsOf = (fields: PodFields) => api?.labelsOf(fields);
 
   // Containers are found by rescanning /proc and kubelet's files; with a pod
-  // filter, the kernel is told which mount namespaces to let through.
+  // filter, the kernel is told which mount namespaces to let through, each
+  // decided from its first event.
   const resolver = new ContainerResolver({ hostRoot: flags.hostRoot });
   resolver.refresh();
   const selection = containerSelection(filter, labelsOf);
@@ -127,7 +144,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   try {
     tracer = TcpTracer.open({
       ...tracerOptions(flags, io),
-      mountNamespaces: keeper ? [...keeper.allowed] : undefined,
+      filterMountNamespaces: keeper !== undefined,
     });
   } catch (error) {
     keeper?.close();
@@ -141,13 +158,10 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   const containers = new ContainerEnricher(resolver, nodeName(flags));
   const enricher: Enricher = api ? api.enricher(containers) : containers;
 
-  let stopping = false;
-  const stop = () => {
-    stopping = true;
-    tracer.stop();
-  };
-  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, stop);
-  const timer = flags.timeout === undefined ? undefined : setTimeout(stop, flags.timeout * 1000);
+  // A stop wakes the reader wherever it waits: for the kernel, between
+  // batches, or for the reader of stdout.
+  stop.signal.addEventListener("abort", () => tracer.stop(), { once: true });
+  const output = new LineOutput(io.stdout);
   try {
     // Printed once the programs are attached, so a script can wait for it.
     const header = formatter.header();
@@ -162,9 +176,19 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
       labelsOf,
       sink: writeTo(formatter, output),
     });
-    const handle = pipeline.handle.bind(pipeline);
-    let running = true;
-    while (running && !output.closed) {
+    const handle = keeper
+      ? (event: TcpEvent) => {
+        keeper.decide(event);
+        pipeline.handle(event);
+      }
+      : pipeline.handle.bind(pipeline);
+    while (!stop.stopped && !output.closed) {
+      if (output.backlogged) {
+        // The reader of stdout is behind: events wait in the kernel's
+        // rings meanwhile, and what does not fit there is counted as lost.
+        await output.ready(stop.signal);
+        continue;
+      }
       // Events are formatted before the next record is decoded.
       const read = tracer.drain(handle, { reuse: true });
       // A write tells that the reader is gone; with nothing to write, ask.
@@ -174,20 +198,20 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
       if (read > 0) {
         // Events are flowing: let a batch build up for a moment rather
         // than ask poll() (a thread hop per call) after every few events.
-        await new Promise((resolve) => setTimeout(resolve, tracer.batchIntervalMs));
-        running = !stopping;
+        await sleep(tracer.batchIntervalMs, stop.signal);
       } else {
-        running = await tracer.wait();
+        await tracer.wait();
       }
     }
-    // Events that happened before the stop still count.
     if (!output.closed) {
+      // Events that happened before the stop still count; what the reader
+      // does not take within the grace period is reported, not waited for.
       tracer.drain(handle, { reuse: true });
-      output.flush();
+      const unwritten = await output.finish(STOP_GRACE_MS);
+      if (unwritten > 0 && !output.closed) io.warn(notWritten(unwritten));
     }
   } finally {
-    clearTimeout(timer);
-    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, stop);
+    output.close();
     resolver.stop();
     keeper?.close();
     await tracer.close();

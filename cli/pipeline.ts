@@ -74,6 +74,6 @@ export function writeTo(
 ): (event: TraceEvent) => void {
   return (event) => {
     formatter.write(event, output.buffer);
-    output.flushIfFull();
+    output.endEvent();
   };
 }

@@ -1,7 +1,6 @@
 /**
  * What a run mode talks to besides the kernel and the API: stdout for
- * events, stderr for warnings (tests substitute their own), and the
- * signals that end it.
+ * events, stderr for warnings (tests substitute their own).
  *
  * @module
  */
@@ -20,6 +19,3 @@ export const DEFAULT_IO: TraceIo = {
   stdout: Deno.stdout,
   warn: printWarning,
 };
-
-/** The signals that end tracing quietly. */
-export const STOP_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];

@@ -41,6 +41,12 @@ export interface TcpEvent {
   netns: number;
   /** cgroup v2 id of the process (0 if unknown; a number: ids stay far below 2^53). */
   cgroupId: number;
+  /**
+   * Id of the process's mount namespace that, unlike its inode number, is
+   * never reused until reboot: set with the container filter on (see
+   * TracerOptions.filterMountNamespaces), else 0 or absent.
+   */
+  mntnsSeq?: number;
   ipversion: 4 | 6;
   /** Local address and port (for an accepted connection: the server's). */
   saddr: string;
@@ -141,6 +147,8 @@ export class EventDecoder {
     const netns = view.getUint32(offset + L.netns_id, true);
     const cgroupId = view.getUint32(offset + L.cgroup_id, true) +
       view.getUint32(offset + L.cgroup_id + 4, true) * 0x1_0000_0000;
+    const mntnsSeq = view.getUint32(offset + L.mntns_seq, true) +
+      view.getUint32(offset + L.mntns_seq + 4, true) * 0x1_0000_0000;
     const sport = view.getUint16(offset + L.sport, true);
     const dport = view.getUint16(offset + L.dport, true);
     const error = errorCode ? errnoName(errorCode) : undefined;
@@ -157,6 +165,7 @@ export class EventDecoder {
       into.mntns = mntns;
       into.netns = netns;
       into.cgroupId = cgroupId;
+      into.mntnsSeq = mntnsSeq;
       into.ipversion = ipversion;
       into.saddr = saddr;
       into.sport = sport;
@@ -177,6 +186,7 @@ export class EventDecoder {
       mntns,
       netns,
       cgroupId,
+      mntnsSeq,
       ipversion,
       saddr,
       sport,
@@ -267,11 +277,25 @@ export function eventTimeNs(event: Pick<TcpEvent, "timeSec" | "timeNsec">): bigi
   return BigInt(event.timeSec) * 1_000_000_000n + BigInt(event.timeNsec);
 }
 
+const utf8Decoder = new TextDecoder();
+
+/**
+ * The command name in the 16 bytes at `at`, up to its NUL, as UTF-8: an
+ * invalid sequence (the kernel keeps 15 bytes, which may cut a character
+ * in two) becomes U+FFFD. Called once per distinct name of a process.
+ */
 function decodeComm(bytes: Uint8Array, at: number): string {
+  const limit = at + 16;
   let text = "";
-  for (let i = at; i < at + 16; i++) {
+  for (let i = at; i < limit; i++) {
     const c = bytes[i];
     if (c === 0) break;
+    if (c >= 0x80) {
+      let end = i;
+      while (end < limit && bytes[end] !== 0) end++;
+      // A copy: the ring's memory is the kernel's to reuse.
+      return utf8Decoder.decode(bytes.slice(at, end));
+    }
     text += String.fromCharCode(c);
   }
   return text;

@@ -67,6 +67,15 @@ const symbols = {
     ],
     result: "isize",
   },
+  send: {
+    parameters: [
+      "i32", // int sockfd
+      "buffer", // const void *buf
+      "usize", // size_t len
+      "i32", // int flags
+    ],
+    result: "isize",
+  },
   read: {
     parameters: [
       "i32", // int fd
@@ -177,6 +186,7 @@ export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
+export const O_WRONLY = 1;
 export const O_NONBLOCK = 0o4000;
 export const O_DIRECTORY = 0o200000;
 export const O_NOCTTY = 0o400;

@@ -2,8 +2,9 @@
  * The contract between the kernel program and user space, as
  * bpf/tcptracer.h declares it: the layout of `struct tcptracer_config`
  * (written before load) and of `struct event` (read from the rings), the
- * event kinds a config selects (`enum event_kind`) and the type code of
- * each event (`enum event_type`). Every value here is checked against the
+ * event kinds a config selects (`enum event_kind`), the type code of each
+ * event (`enum event_type`) and the container filter's decisions (`enum
+ * mntns_decision`). Every value here is checked against the
  * BTF of the compiled object by tests/bpf_object_test.ts, so an edit of one
  * side without the other fails there.
  *
@@ -12,7 +13,7 @@
 
 /** Offsets in `struct event`, and its size. */
 export const EVENT_LAYOUT = {
-  size: 104,
+  size: 112,
   timestamp_ns: 0,
   cgroup_id: 8,
   mntns_id: 16,
@@ -29,6 +30,7 @@ export const EVENT_LAYOUT = {
   error: 78,
   type: 80,
   comm: 84,
+  mntns_seq: 104,
 } as const;
 
 /** Offsets in `struct tcptracer_config`, and its size. */
@@ -69,6 +71,15 @@ export const EVENT_TYPE = {
   EVENT_ACCEPT: 2,
   EVENT_CLOSE: 3,
   EVENT_UNKNOWN: 4,
+} as const;
+
+/**
+ * `enum mntns_decision`: the container filter's decision about a mount
+ * namespace, the values of the `mntns_decisions` map (no entry: undecided).
+ */
+export const MNTNS_DECISION = {
+  MNTNS_ALLOW: 1,
+  MNTNS_DENY: 2,
 } as const;
 
 /** The T column's letter of each `event.type` code. */

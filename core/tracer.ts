@@ -20,6 +20,7 @@ import {
   CONFIG_LAYOUT,
   EVENT_KIND,
   EVENT_LAYOUT,
+  MNTNS_DECISION,
   TASK_COMM_LEN,
   TREE_MEMBER_LAYOUT,
 } from "./tcptracer_abi.ts";
@@ -64,10 +65,12 @@ export interface TracerOptions {
   /** Event kinds to report (default: all). */
   kinds?: EventKinds;
   /**
-   * Only processes in these mount namespaces (container filter). The set
-   * can be changed while tracing with {@link TcpTracer.allowMountNamespace}.
+   * The container filter: the kernel drops the events of processes in mount
+   * namespaces denied with {@link TcpTracer.decideMountNamespace}. Events of
+   * a namespace without a decision come through, with its id in
+   * `mntnsSeq`, for the caller to decide.
    */
-  mountNamespaces?: Iterable<number>;
+  filterMountNamespaces?: boolean;
   /**
    * Only processes of a tree: those given to {@link TcpTracer.traceProcess}
    * and every process they start, at any depth (filtered in the kernel).
@@ -151,7 +154,7 @@ export function encodeConfig(options: TracerOptions): Uint8Array {
       L.filter_comm,
     );
   }
-  if (options.mountNamespaces !== undefined) view.setUint8(L.filter_mntns_enabled, 1);
+  if (options.filterMountNamespaces) view.setUint8(L.filter_mntns_enabled, 1);
   if (options.processTree) view.setUint8(L.filter_tree_enabled, 1);
   return bytes;
 }
@@ -239,7 +242,7 @@ export class TcpTracer {
     this.#decoder = new EventDecoder(this.bootToRealtimeNs);
     this.#lostMap = object.map("lost");
     this.#rescuedMap = object.map("rescued");
-    this.#mntnsMap = object.map("allowed_mntns");
+    this.#mntnsMap = object.map("mntns_decisions");
     this.#treeMap = object.map("traced_tgids");
     this.#treeFullMap = object.map("tree_full");
     this.#processTree = options.processTree === true;
@@ -302,7 +305,7 @@ export class TcpTracer {
         // After attaching, so that no connection falls between the two.
         if (seeder.autoload) seeder.runIterator();
         else if (!seed) warn("cannot list existing connections: their owners are unknown");
-        const tracer = new TcpTracer(
+        return new TcpTracer(
           object,
           rings,
           links,
@@ -310,8 +313,6 @@ export class TcpTracer {
           options,
           performance.now() - started,
         );
-        for (const mntns of options.mountNamespaces ?? []) tracer.allowMountNamespace(mntns);
-        return tracer;
       } catch (error) {
         closeLinks(links);
         for (const ring of rings) ring.close();
@@ -442,15 +443,25 @@ export class TcpTracer {
     }
   }
 
-  /** Lets processes of a mount namespace through the container filter. */
-  allowMountNamespace(mntns: number): void {
-    const key = new Uint8Array(new Uint32Array([mntns]).buffer);
-    this.#mntnsMap.update(key, new Uint8Array([1]));
+  /**
+   * Records the container filter's decision about the processes of the
+   * mount namespace `seq` (an event's `mntnsSeq`): the kernel lets their
+   * events through (`allowed`) or drops them.
+   */
+  decideMountNamespace(seq: number, allowed: boolean): void {
+    const { MNTNS_ALLOW, MNTNS_DENY } = MNTNS_DECISION;
+    this.#mntnsMap.update(seqKey(seq), new Uint8Array([allowed ? MNTNS_ALLOW : MNTNS_DENY]));
   }
 
-  /** Removes a mount namespace from the container filter. */
-  disallowMountNamespace(mntns: number): void {
-    this.#mntnsMap.delete(new Uint8Array(new Uint32Array([mntns]).buffer));
+  /**
+   * The kernel's decision about the mount namespace `seq`: true (let
+   * through), false (dropped), or undefined (none yet: let through for the
+   * caller to decide).
+   */
+  mountNamespaceDecision(seq: number): boolean | undefined {
+    const value = new Uint8Array(1);
+    if (!this.#mntnsMap.lookup(seqKey(seq), value)) return undefined;
+    return value[0] !== MNTNS_DECISION.MNTNS_DENY;
   }
 
   /**
@@ -567,6 +578,9 @@ function loadObject(method: AttachMethod, seed: boolean, options: TracerOptions)
     object.map("traced_tgids").maxEntries = options.processTree ? TREE_CAPACITY : 1;
     // One ring per CPU, made after loading (createRings).
     object.map("events").maxEntries = possibleCpus();
+    // Decisions of the container filter: 640 KiB of locked memory for 8192
+    // entries, unused without it.
+    if (!options.filterMountNamespaces) object.map("mntns_decisions").maxEntries = 1;
     object.load();
     return object;
   } catch (error) {
@@ -613,6 +627,13 @@ function ringBytes(options: TracerOptions): number {
   return size;
 }
 
+/** The key of a mount namespace in `mntns_decisions`: its seq, a `__u64`. */
+function seqKey(seq: number): Uint8Array {
+  const key = new Uint8Array(8);
+  new DataView(key.buffer).setBigUint64(0, BigInt(seq), true);
+  return key;
+}
+
 /**
  * Detaches in the reverse order of attaching: the rescue program before
  * the handler, so that it never runs without it (it would handle every
@@ -645,6 +666,7 @@ function emptyEvent(): TcpEvent {
     mntns: 0,
     netns: 0,
     cgroupId: 0,
+    mntnsSeq: 0,
     ipversion: 4,
     saddr: "",
     sport: 0,

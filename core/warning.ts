@@ -6,7 +6,13 @@
  * @module
  */
 
-/** Prints `tcpgadget: <message>` on stderr. */
+import { printable } from "./printable.ts";
+
+/**
+ * Prints `tcpgadget: <message>` on stderr, as one line: messages may quote
+ * what the traced system sent (a node's stderr, an unreadable event, a pod
+ * name), so control characters are escaped ({@link printable}).
+ */
 export function printWarning(message: string): void {
-  console.error(`tcpgadget: ${message}`);
+  console.error(`tcpgadget: ${printable(message)}`);
 }

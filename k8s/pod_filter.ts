@@ -89,8 +89,5 @@ export function containerSelection<E extends FilterFields>(
   labelsOf?: (fields: E) => Record<string, string> | undefined,
 ): ContainerSelection | undefined {
   if (!selectsContainers(filter)) return undefined;
-  return {
-    matches: (info) => matchesFilter(info as unknown as E, filter, labelsOf),
-    host: filter.host,
-  };
+  return { matches: (info) => matchesFilter(info as unknown as E, filter, labelsOf) };
 }

@@ -10,6 +10,7 @@ import {
   EVENT_KIND,
   EVENT_LAYOUT,
   EVENT_TYPE,
+  MNTNS_DECISION,
   TASK_COMM_LEN,
   TREE_MEMBER_LAYOUT,
 } from "../core/tcptracer_abi.ts";
@@ -111,11 +112,12 @@ Deno.test({
 });
 
 Deno.test({
-  name: "bpf object: event kinds and type codes match the C enums",
+  name: "bpf object: event kinds, type codes and filter decisions match the C enums",
   ignore: noBpftool,
   fn() {
     assertEquals(enumValues("event_kind"), { ...EVENT_KIND });
     assertEquals(enumValues("event_type"), { ...EVENT_TYPE });
+    assertEquals(enumValues("mntns_decision"), { ...MNTNS_DECISION });
   },
 });
 

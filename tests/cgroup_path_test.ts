@@ -166,6 +166,79 @@ const cases: [string, string, { podUid: string; containerId: string } | undefine
   ],
 ];
 
+// A container that may create cgroups below its own (privileged, or with
+// cgroup delegation) makes one named like another pod's and moves into it:
+// it keeps its own identity.
+const ATTACKER = {
+  podUid: "4a163a05-439d-484b-8e53-2968bc15824f",
+  containerId: "cde6dfaf5007ed65aad2d6aed72af91b0f3d95813492f773286e29ae145d20f4",
+};
+const VICTIM_UID = "74ba62da-1a3d-11e7-bb11-080027cb0e22";
+const VICTIM_ID = "cb1eadb7abe3a6545e9856411207073277838e1bdc003337c2f8685faeedc32c";
+const VICTIM_CGROUPFS = `kubepods/besteffort/pod${VICTIM_UID}/${VICTIM_ID}`;
+const VICTIM_SYSTEMD = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" +
+  `${VICTIM_UID.replaceAll("-", "_")}.slice/cri-containerd-${VICTIM_ID}.scope`;
+const ATTACKER_UNDERSCORES = ATTACKER.podUid.replaceAll("-", "_");
+
+cases.push(
+  [
+    "nested: cgroupfs, another pod's path below a container",
+    `/kubepods/burstable/pod${ATTACKER.podUid}/${ATTACKER.containerId}/${VICTIM_CGROUPFS}`,
+    ATTACKER,
+  ],
+  [
+    "nested: systemd, another pod's slices below a container",
+    `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${ATTACKER_UNDERSCORES}.slice/` +
+    `cri-containerd-${ATTACKER.containerId}.scope/${VICTIM_SYSTEMD}`,
+    ATTACKER,
+  ],
+  [
+    "nested: guaranteed, below crun's sub-cgroup",
+    `/kubepods/pod${ATTACKER.podUid}/crio-${ATTACKER.containerId}/container/${VICTIM_CGROUPFS}`,
+    ATTACKER,
+  ],
+  [
+    "nested: below kind's cgroup root",
+    `/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod${ATTACKER_UNDERSCORES}.slice/` +
+    `cri-containerd-${ATTACKER.containerId}.scope/${VICTIM_SYSTEMD}`,
+    ATTACKER,
+  ],
+  [
+    "nested: below the pod's own cgroup",
+    `/kubepods/besteffort/pod${ATTACKER.podUid}/${VICTIM_CGROUPFS}`,
+    { podUid: ATTACKER.podUid, containerId: "" },
+  ],
+  [
+    "nested: seen from another cgroup namespace",
+    `/../../kubepods-besteffort-pod${ATTACKER_UNDERSCORES}.slice/` +
+    `cri-containerd-${ATTACKER.containerId}.scope/${VICTIM_CGROUPFS}`,
+    ATTACKER,
+  ],
+  [
+    "nested: seen from another cgroup namespace, from above the QoS level",
+    `/../../../kubepods-burstable.slice/kubepods-burstable-pod${ATTACKER_UNDERSCORES}.slice/` +
+    `cri-containerd-${ATTACKER.containerId}.scope/${VICTIM_SYSTEMD}`,
+    ATTACKER,
+  ],
+  [
+    "nested: the colon form",
+    "/system.slice/containerd.service/kubepods-besteffort-pod" +
+    `${ATTACKER_UNDERSCORES}.slice:cri-containerd:${ATTACKER.containerId}/` +
+    `kubepods-besteffort-pod${VICTIM_UID.replaceAll("-", "_")}.slice:cri-containerd:${VICTIM_ID}`,
+    ATTACKER,
+  ],
+  [
+    "nested: a cluster in a pod is that pod's",
+    `/kubepods/burstable/pod${ATTACKER.podUid}/${ATTACKER.containerId}/kubelet/${VICTIM_CGROUPFS}`,
+    ATTACKER,
+  ],
+  [
+    "nested: a kubepods root below a name that is not a pod's is no pod",
+    `/kubepods/burstable/notapod/${VICTIM_CGROUPFS}`,
+    undefined,
+  ],
+);
+
 for (const [name, path, expected] of cases) {
   Deno.test(`cgroup path: ${name}`, () => {
     assertEquals(parseCgroupPath(path), expected);

@@ -122,6 +122,89 @@ Deno.test({
   },
 });
 
+/** A self connection's four events as `-o json` prints them (the keys tests compare). */
+async function selfConnectionLines(actor: Actor): Promise<Record<string, unknown>[]> {
+  const listener = await actor.do("listen 127.0.0.1");
+  const connected = await actor.do(`connect 127.0.0.1 ${listener.port}`);
+  const accepted = await actor.do(`accept ${listener.sock}`);
+  await actor.do(`close ${connected.sock}`);
+  await actor.do(`close ${accepted.sock}`);
+  const at = { pid: actor.pid, comm: actor.comm, saddr: "127.0.0.1", daddr: "127.0.0.1" };
+  const [server, client] = [listener.port, connected.sport];
+  return [
+    { ...at, operation: "connect", sport: client, dport: server },
+    { ...at, operation: "accept", sport: server, dport: client },
+    { ...at, operation: "close", sport: client, dport: server },
+    { ...at, operation: "close", sport: server, dport: client },
+  ];
+}
+
+/** The keys of a printed event that {@link selfConnectionLines} gives, in its order. */
+function essentials(line: Record<string, unknown>): Record<string, unknown> {
+  const { pid, comm, saddr, daddr, operation, sport, dport } = line;
+  return { pid, comm, saddr, daddr, operation, sport, dport };
+}
+
+function sortedLines(lines: Record<string, unknown>[]): string[] {
+  return lines.map((line) => JSON.stringify(line)).sort();
+}
+
+Deno.test({
+  name:
+    "cli: a container started while tracing with -n, -p or -c is shown from its first connection",
+  ignore,
+  async fn() {
+    await using node = FakeNode.create();
+    const cases: string[][] = [["-n", "late"], ["-p", "job-28d5f"], ["-c", "worker"]];
+    for (const [i, flags] of cases.entries()) {
+      const run = CliRun.start(["trace", "tcp", "-o", "json", "--host-root", node.root, ...flags]);
+      await run.ready();
+      // Two containers start while tracing, one selected, one of another
+      // pod, and each connects as soon as it runs: before any rescan.
+      const [late, other] = await Promise.all([
+        node.start({
+          namespace: "late",
+          pod: "job-28d5f",
+          container: "worker",
+          comm: `tg-late${i}`,
+          driver: "systemd",
+          qos: "besteffort",
+          runtime: "containerd",
+          hierarchies: ["v2"],
+        }).then(async (c) => ({ c, lines: await selfConnectionLines(c.actor) })),
+        node.start({
+          namespace: "elsewhere",
+          pod: "cron-5b7f4",
+          container: "agent",
+          comm: `tg-other${i}`,
+          driver: "cgroupfs",
+          qos: "burstable",
+          runtime: "crio",
+          hierarchies: ["v2"],
+        }).then(async (c) => ({ c, lines: await selfConnectionLines(c.actor) })),
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      run.child.kill("SIGINT");
+      assertEquals((await run.finish()).code, 0, run.stderr);
+      const pids = [late.c.actor.pid, other.c.actor.pid];
+      const printed = run.json().filter((e) => pids.includes(e.pid as number));
+      assertEquals(
+        sortedLines(printed.map(essentials)),
+        sortedLines(late.lines),
+        `flags ${flags.join(" ")}`,
+      );
+      for (const event of printed) {
+        assertEquals(
+          [event.namespace, event.pod, event.container, event.containerid, event.poduid],
+          ["late", "job-28d5f", "worker", late.c.containerId, late.c.podUid],
+        );
+      }
+      await late.c.actor.stop();
+      await other.c.actor.stop();
+    }
+  },
+});
+
 Deno.test({
   name: "cli: -l without the Kubernetes API is a clear error",
   async fn() {

@@ -5,7 +5,13 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { assertEquals } from "./helpers/assert.ts";
+import { assertEquals, assertThrows } from "./helpers/assert.ts";
+import { HeldOutput } from "../cli/held_output.ts";
+import { formatterFor } from "../cli/output/formatter.ts";
+import { JsonFormatter } from "../cli/output/json_formatter.ts";
+import { parseJsonEvent } from "../cli/output/json_event.ts";
+import { LineOutput } from "../cli/output/line_output.ts";
+import type { TraceEvent } from "../core/trace_event.ts";
 import { parseTraceFlags } from "../cli/flags.ts";
 import { agentArgs } from "../cli/cluster_mode.ts";
 import { agentCommand, agentPod } from "../k8s/api/agent_pod.ts";
@@ -119,4 +125,80 @@ Deno.test("cluster: API failures become one line naming what to fix", () => {
   for (const [error, request, message] of cases) {
     assertEquals(apiError(error, request, origin).message, message);
   }
+});
+
+Deno.test("cluster: an agent's line is checked field by field: no line forges another's fields", () => {
+  const formatter = new JsonFormatter();
+  const event: TraceEvent = {
+    type: "C",
+    timeSec: 1_700_000_000,
+    timeNsec: 5,
+    pid: 42,
+    tid: 43,
+    uid: 0,
+    gid: 0,
+    comm: "tg\x1b[2J",
+    mntns: 1,
+    netns: 2,
+    cgroupId: 0,
+    ipversion: 6,
+    saddr: "fd00::1",
+    sport: 40000,
+    daddr: "10.0.0.2",
+    dport: 80,
+    node: "node-a",
+    namespace: "shop",
+    pod: "web-0",
+    container: "nginx",
+    containerId: "",
+    podUid: "",
+    dstEndpoint: { kind: "svc", namespace: "shop", name: "cart" },
+    error: "ECONNREFUSED",
+  };
+  const line = formatter.format(event);
+  assertEquals(parseJsonEvent(line), event);
+  const object = JSON.parse(line);
+  // Fields the JSON output writes unquoted, or inside its own quotes.
+  const forged: Record<string, unknown>[] = [
+    { saddr: '1.2.3.4","pod":"forged' },
+    { daddr: "10.0.0.2\n" },
+    { pid: '1,"pod":"forged"' },
+    { sport: -1 },
+    { dport: 1.5 },
+    { ipversion: "4" },
+    { error: 'E","pod":"forged' },
+    { comm: 7 },
+    { node: { name: "x" } },
+    { dstendpoint: { kind: 'svc","x":"', namespace: "a", name: "b" } },
+    { dstendpoint: { kind: "svc", namespace: 1, name: "b" } },
+    { timestamp: '2023-11-14T22:13:20.000000005Z","x":"' },
+  ];
+  for (const fields of forged) {
+    assertThrows(() => parseJsonEvent(JSON.stringify({ ...object, ...fields })), Error);
+  }
+  assertThrows(() => parseJsonEvent("[1]"), Error);
+});
+
+Deno.test("cluster: events past the limit held before every node traces are counted and reported", () => {
+  let written = "";
+  const output = new LineOutput({
+    writeSync: (data) => (written += new TextDecoder().decode(data), data.length),
+  });
+  const warnings: string[] = [];
+  const held = new HeldOutput(
+    output,
+    formatterFor("custom-columns=pid,comm"),
+    (message) => warnings.push(message),
+    3,
+  );
+  const event = (pid: number) => ({ pid, comm: "curl" }) as TraceEvent;
+  for (let pid = 1; pid <= 5; pid++) held.write(event(pid));
+  assertEquals([held.released, held.holding, written], [false, 3, ""]);
+  held.release(2);
+  held.write(event(6));
+  output.flush();
+  assertEquals(written, "PID    COMM\n1      curl\n2      curl\n3      curl\n6      curl\n");
+  assertEquals(warnings, [
+    "lost 2 events (only the first 3 before every node traces are kept)",
+  ]);
 });

@@ -3,8 +3,11 @@
  * actors in mount namespaces of their own, in cgroups named as kubelet and
  * the runtimes name them (both drivers, cgroup v1 and v2), with kubelet's
  * log links under a temporary host root. A real TcpTracer reports their
- * connections; the resolver and the enricher name them; the in-kernel
- * filter lets through only the containers a filter selects.
+ * connections; the resolver and the enricher name them; the container
+ * filter decides about each from its first event (also for containers that
+ * start while tracing, and for a namespace whose inode number an ended one
+ * had), and the kernel then lets through only those selected. A container
+ * that poses, by its cgroup path, as another pod keeps its own name.
  */
 
 import type { TcpEvent } from "../core/event.ts";
@@ -19,7 +22,7 @@ import { containerSelection, type KubernetesFilter, matchesFilter } from "../k8s
 import { MountNamespaceFilter } from "../k8s/node/mntns_filter.ts";
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { collectEvents } from "./helpers/collect.ts";
+import { assertSameEvents, collectEvents, type ExpectedEvent } from "./helpers/collect.ts";
 import {
   availableHierarchies,
   type ContainerSpec,
@@ -178,15 +181,65 @@ Deno.test({
   },
 });
 
-/** Each actor connects to itself: C, A, X, X, all its own. Returns the ports. */
-async function selfConnections(actors: Actor[]): Promise<Map<number, number>> {
-  const ports = new Map<number, number>();
-  for (const actor of actors) ports.set(await connection(actor, actor), actor.pid);
-  return ports;
+/**
+ * One connection of `actor` to itself over loopback, closed by the client
+ * side first: its C, A, X, X exactly as they should be reported.
+ */
+async function selfConnection(actor: Actor): Promise<ExpectedEvent[]> {
+  const listener = await actor.do("listen 127.0.0.1");
+  const connected = await actor.do(`connect 127.0.0.1 ${listener.port}`);
+  assertEquals(connected.error, null);
+  const accepted = await actor.do(`accept ${listener.sock}`);
+  await actor.do(`close ${connected.sock}`);
+  await actor.do(`close ${accepted.sock}`);
+  await actor.do(`close ${listener.sock}`);
+  const { pid, comm } = actor;
+  const port = listener.port as number;
+  const client = connected.sport as number;
+  const at = { pid, comm, ipversion: 4 as const, saddr: "127.0.0.1", daddr: "127.0.0.1" };
+  return [
+    { ...at, type: "C", sport: client, dport: port },
+    { ...at, type: "A", sport: port, dport: client },
+    { ...at, type: "X", sport: client, dport: port },
+    { ...at, type: "X", sport: port, dport: client },
+  ];
+}
+
+/** The ports of expected events, to collect them. */
+function portsOf(expected: ExpectedEvent[]): number[] {
+  return [...new Set(expected.flatMap((e) => [e.sport, e.dport]))];
+}
+
+/**
+ * What node mode does with each event read: the container filter decides
+ * about its namespace, the enricher names it, the pod filter checks it.
+ * Returns the events shown.
+ */
+function show(
+  events: TcpEvent[],
+  keeper: MountNamespaceFilter,
+  enricher: ContainerEnricher,
+  filter: KubernetesFilter,
+): TraceEvent[] {
+  const shown: TraceEvent[] = [];
+  for (const event of events) {
+    keeper.decide(event);
+    const enriched = enricher.enrich(event);
+    if (matchesFilter(enriched, filter)) shown.push(enriched);
+  }
+  return shown;
+}
+
+/** The mount namespace seq the events of `pid` carry (one value). */
+function seqOf(events: TcpEvent[], pid: number): number {
+  const seqs = [...new Set(events.filter((e) => e.pid === pid).map((e) => e.mntnsSeq))];
+  assertEquals(seqs.length, 1, `one mount namespace seq for pid ${pid}: ${seqs}`);
+  assert(seqs[0]! > 0, `pid ${pid}: the kernel gives the seq`);
+  return seqs[0]!;
 }
 
 Deno.test({
-  name: "containers: -n, -p, -c and --host filter in the kernel",
+  name: "containers: -n, -p, -c and --host filter in user space, then in the kernel",
   ignore,
   async fn() {
     await using node = FakeNode.create();
@@ -228,6 +281,7 @@ Deno.test({
     const resolver = resolverFor(node);
     resolver.refresh();
     const enricher = new ContainerEnricher(resolver, "node-1");
+    const actors = [nginx.actor, envoy.actor, other.actor, host];
 
     const cases: [KubernetesFilter, Actor[]][] = [
       [{ namespace: "shop" }, [nginx.actor, envoy.actor]],
@@ -238,64 +292,229 @@ Deno.test({
       [{ namespace: "nowhere" }, []],
     ];
     for (const [filter, through] of cases) {
+      const label = JSON.stringify(filter);
       using keeper = new MountNamespaceFilter(resolver, containerSelection(filter)!);
-      await withTracer({ mountNamespaces: [...keeper.allowed] }, async (tracer) => {
+      await withTracer({ filterMountNamespaces: true }, async (tracer) => {
         keeper.attach(tracer);
-        const ports = await selfConnections([nginx.actor, envoy.actor, other.actor, host]);
-        const events = (await collectEvents(tracer, [...ports.keys()], 4 * through.length))
-          .map((e) => enricher.enrich(e));
-        const label = JSON.stringify(filter);
-        assertEquals(
-          [...new Set(events.map((e) => e.pid))].sort(),
-          through.map((a) => a.pid).sort(),
-          `${label}: whose events arrive`,
-        );
-        assertEquals(events.length, 4 * through.length, `${label}: all four events of each`);
-        assertNamed(events, expected);
-        assert(events.every((e) => matchesFilter(e, filter)), `${label}: user-space check agrees`);
+        // No namespace is decided yet: the kernel lets every one through,
+        // user space decides from these first events and shows its own.
+        let wanted: ExpectedEvent[] = [];
+        let made: ExpectedEvent[] = [];
+        for (const actor of actors) {
+          const events = await selfConnection(actor);
+          made = made.concat(events);
+          if (through.includes(actor)) wanted = wanted.concat(events);
+        }
+        const first = await collectEvents(tracer, portsOf(made), made.length);
+        assertSameEvents(first, made);
+        const shown = show(first, keeper, enricher, filter);
+        assertSameEvents(shown, wanted);
+        assertNamed(shown, expected);
+        for (const actor of actors) {
+          assertEquals(
+            tracer.mountNamespaceDecision(seqOf(first, actor.pid)),
+            through.includes(actor),
+            `${label}: the kernel's decision about ${actor.comm}`,
+          );
+        }
+
+        // Decided: the kernel drops the others' events.
+        wanted = [];
+        made = [];
+        for (const actor of actors) {
+          const events = await selfConnection(actor);
+          made = made.concat(events);
+          if (through.includes(actor)) wanted = wanted.concat(events);
+        }
+        const later = await collectEvents(tracer, portsOf(made), wanted.length);
+        assertSameEvents(later, wanted);
+        assertSameEvents(show(later, keeper, enricher, filter), wanted);
+      });
+    }
+  },
+});
+
+const LATE: Omit<ContainerSpec, "comm"> = {
+  namespace: "late",
+  pod: "job-28d5f",
+  container: "worker",
+  driver: "systemd",
+  qos: "besteffort",
+  runtime: "containerd",
+  hierarchies: ["v2"],
+};
+const ELSEWHERE: Omit<ContainerSpec, "comm"> = {
+  namespace: "elsewhere",
+  pod: "cron-5b7f4",
+  container: "agent",
+  driver: "cgroupfs",
+  qos: "burstable",
+  runtime: "crio",
+  hierarchies: v1OrV2("v1", "v2"),
+};
+
+/** Starts a container and makes a connection as soon as it runs. */
+async function startAndConnect(node: FakeNode, spec: ContainerSpec) {
+  const container = await node.start(spec);
+  return { container, events: await selfConnection(container.actor) };
+}
+
+Deno.test({
+  name: "containers: a container started while tracing is seen from its first connection",
+  ignore,
+  async fn() {
+    await using node = FakeNode.create();
+    using resolver = resolverFor(node);
+    resolver.refresh();
+    const enricher = new ContainerEnricher(resolver, "node-1");
+    // No rescan from here on: the containers are known from their events only.
+    const filters: KubernetesFilter[] = [
+      { namespace: "late" },
+      { pod: "job-28d5f" },
+      { container: "worker" },
+    ];
+    for (const [i, filter] of filters.entries()) {
+      const label = JSON.stringify(filter);
+      using keeper = new MountNamespaceFilter(resolver, containerSelection(filter)!);
+      await withTracer({ filterMountNamespaces: true }, async (tracer) => {
+        keeper.attach(tracer);
+        // A container of another pod starts at the same time.
+        const [late, elsewhere] = await Promise.all([
+          startAndConnect(node, { ...LATE, comm: `tg-ct-late${i}` }),
+          startAndConnect(node, { ...ELSEWHERE, comm: `tg-ct-else${i}` }),
+        ]);
+        const made = [...late.events, ...elsewhere.events];
+        const first = await collectEvents(tracer, portsOf(made), made.length);
+        const shown = show(first, keeper, enricher, filter);
+        assertSameEvents(shown, late.events);
+        assertNamed(shown, new Map([[late.container.actor.pid, late.container.expected]]));
+        const lateSeq = seqOf(first, late.container.actor.pid);
+        const elsewhereSeq = seqOf(first, elsewhere.container.actor.pid);
+        assertEquals(tracer.mountNamespaceDecision(lateSeq), true, label);
+        assertEquals(tracer.mountNamespaceDecision(elsewhereSeq), false, label);
+
+        // The other pod's later events no longer leave the kernel.
+        const again = [
+          ...await selfConnection(late.container.actor),
+          ...await selfConnection(elsewhere.container.actor),
+        ];
+        const later = await collectEvents(tracer, portsOf(again), 4);
+        assertSameEvents(later, again.slice(0, 4));
+        await late.container.actor.stop();
+        await elsewhere.container.actor.stop();
       });
     }
   },
 });
 
 Deno.test({
-  name: "containers: a container started while tracing is let through at the next rescan",
+  name: "containers: a new container in a reused mount namespace inode gets a decision of its own",
   ignore,
   async fn() {
     await using node = FakeNode.create();
-    using resolver = resolverFor(node, { graceMs: 300 });
+    using resolver = resolverFor(node);
     resolver.refresh();
-    using keeper = new MountNamespaceFilter(resolver, containerSelection({ namespace: "late" })!);
-    await withTracer({ mountNamespaces: [...keeper.allowed] }, async (tracer) => {
+    const enricher = new ContainerEnricher(resolver, "node-1");
+    const filter = { namespace: "late" };
+    using keeper = new MountNamespaceFilter(resolver, containerSelection(filter)!);
+    await withTracer({ filterMountNamespaces: true }, async (tracer) => {
       keeper.attach(tracer);
-      resolver.start(100);
-      const late = await node.start({
-        namespace: "late",
-        pod: "job-28d5f",
-        container: "worker",
-        comm: "tg-ct-late",
-        driver: "systemd",
-        qos: "besteffort",
-        runtime: "containerd",
-        hierarchies: ["v2"],
-      });
-      await using host = await hostActor("tg-ct-host");
-      await waitFor(() => keeper.allowed.has(late.mntns), "the rescan lets the container in");
-      const ports = await selfConnections([late.actor, host]);
-      const enricher = new ContainerEnricher(resolver, "node-1");
-      const events = (await collectEvents(tracer, [...ports.keys()], 4)).map((e) =>
-        enricher.enrich(e)
-      );
-      assertEquals(events.map((e) => e.pid), [
-        late.actor.pid,
-        late.actor.pid,
-        late.actor.pid,
-        late.actor.pid,
-      ]);
-      assertNamed(events, new Map([[late.actor.pid, late.expected]]));
+      // A denied container connects, is decided, and ends.
+      const denied = await startAndConnect(node, { ...ELSEWHERE, comm: "tg-ct-old" });
+      const old = await collectEvents(tracer, portsOf(denied.events), 4);
+      assertSameEvents(show(old, keeper, enricher, filter), []);
+      const oldSeq = seqOf(old, denied.container.actor.pid);
+      assertEquals(tracer.mountNamespaceDecision(oldSeq), false);
+      await denied.container.actor.stop();
 
-      await late.actor.stop();
-      await waitFor(() => !keeper.allowed.has(late.mntns), "gone after the grace period");
+      // A selected one in a namespace with the same inode number connects
+      // at once: its namespace is a new one to the kernel.
+      const selected = await node.startReusing(denied.container.mntns, {
+        ...LATE,
+        comm: "tg-ct-new",
+      });
+      const events = await selfConnection(selected.actor);
+      const reported = await collectEvents(tracer, portsOf(events), 4);
+      const shown = show(reported, keeper, enricher, filter);
+      assertSameEvents(shown, events);
+      assertNamed(shown, new Map([[selected.actor.pid, selected.expected]]));
+      const newSeq = seqOf(reported, selected.actor.pid);
+      assert(newSeq !== oldSeq);
+      assertEquals(tracer.mountNamespaceDecision(newSeq), true);
+      await selected.actor.stop();
+
+      // And the other way round: a denied container after a selected one.
+      const next = await node.startReusing(selected.mntns, { ...ELSEWHERE, comm: "tg-ct-next" });
+      const first = await selfConnection(next.actor);
+      const firstReported = await collectEvents(tracer, portsOf(first), 4);
+      assertSameEvents(show(firstReported, keeper, enricher, filter), []);
+      assertEquals(tracer.mountNamespaceDecision(seqOf(firstReported, next.actor.pid)), false);
+      const second = await selfConnection(next.actor);
+      assertSameEvents(await collectEvents(tracer, portsOf(second), 0), []);
+    });
+  },
+});
+
+Deno.test({
+  name: "containers: a container that moves into a cgroup named like another pod's keeps its name",
+  ignore,
+  async fn() {
+    await using node = FakeNode.create();
+    const victim = await node.start({
+      namespace: "bank",
+      pod: "vault-0",
+      container: "vault",
+      comm: "tg-ct-vault",
+      driver: "cgroupfs",
+      qos: "besteffort",
+      runtime: "containerd",
+      hierarchies: ["v2"],
+    });
+    const intruder = await node.start({
+      namespace: "shop",
+      pod: "web-0",
+      container: "nginx",
+      comm: "tg-ct-intruder",
+      driver: "systemd",
+      qos: "burstable",
+      runtime: "containerd",
+      hierarchies: ["v2"],
+    });
+    const filter = { namespace: "bank" };
+    await withTracer({ filterMountNamespaces: true }, async (tracer) => {
+      // Below its own cgroup, the victim's path as kubelet would make it.
+      const nested = await node.nest(
+        intruder,
+        `/kubepods/besteffort/pod${victim.podUid}/${victim.containerId}`,
+      );
+      // A resolver that meets the intruder there.
+      using resolver = resolverFor(node);
+      using keeper = new MountNamespaceFilter(resolver, containerSelection(filter)!);
+      keeper.attach(tracer);
+      const enricher = new ContainerEnricher(resolver, "node-1");
+      const intruderEvents = await selfConnection(intruder.actor);
+      const victimEvents = await selfConnection(victim.actor);
+      const made = [...intruderEvents, ...victimEvents];
+      const raw = await collectEvents(tracer, portsOf(made), made.length);
+      assertSameEvents(raw, made);
+      const intruders = raw.filter((e) => e.pid === intruder.actor.pid);
+      assert(
+        intruders.every((e) => e.cgroupId === nested),
+        "the events come from the nested cgroup",
+      );
+      const shown = show(raw, keeper, enricher, filter);
+      assertSameEvents(shown, victimEvents);
+      assertNamed(
+        raw as TraceEvent[],
+        new Map(node.containers.map((c) => [c.actor.pid, c.expected])),
+      );
+      assertEquals(tracer.mountNamespaceDecision(seqOf(raw, intruder.actor.pid)), false);
+
+      // Gone, it is named by its cgroup id: the same.
+      await intruder.actor.stop();
+      const fresh = new ContainerEnricher(resolverFor(node), "node-1");
+      const named = intruders.map((e) => fresh.enrich({ ...e }));
+      assertNamed(named, new Map([[intruder.actor.pid, intruder.expected]]));
     });
   },
 });
@@ -360,11 +579,3 @@ Deno.test({
     });
   },
 });
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const started = performance.now();
-  while (!condition()) {
-    if (performance.now() - started > timeoutMs) throw new Error(`timed out: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

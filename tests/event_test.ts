@@ -38,6 +38,7 @@ function encode(raw: RawEvent): DataView {
   view.setUint16(at + L.family, raw.family, true);
   view.setUint16(at + L.error, raw.error ?? 0, true);
   view.setUint8(at + L.type, raw.type);
+  view.setBigUint64(at + L.mntns_seq, 0x1_0000_0007n, true);
   buffer.set(new TextEncoder().encode(raw.comm ?? "wget"), at + L.comm);
   return view;
 }
@@ -78,6 +79,7 @@ Deno.test("decode: an IPv4 connect with every field", () => {
     mntns: 4026531840,
     netns: 4026531992,
     cgroupId: 77,
+    mntnsSeq: 0x1_0000_0007,
     ipversion: 4,
     saddr: "172.17.0.3",
     sport: 34878,
@@ -184,6 +186,40 @@ Deno.test("decode: a 15-character command name is kept whole", () => {
     16,
   );
   assertEquals(event.comm, "systemd-resolve");
+});
+
+Deno.test("decode: command names are UTF-8; a cut or invalid sequence becomes U+FFFD; cached per process", () => {
+  const decoder = new EventDecoder(0n);
+  const comm = (bytes: number[], pid = 1234) => {
+    const view = encode({
+      type: 1,
+      family: 2,
+      saddr: [1, 2, 3, 4],
+      daddr: [5, 6, 7, 8],
+      sport: 1,
+      dport: 2,
+      comm: "",
+      pid,
+    });
+    new Uint8Array(view.buffer).set(
+      [...bytes, ...new Array(16 - bytes.length).fill(0)],
+      16 + EVENT_LAYOUT.comm,
+    );
+    return decoder.decode(view, 16).comm;
+  };
+  const utf8 = (text: string) => [...new TextEncoder().encode(text)];
+  assertEquals(comm(utf8("ééé")), "ééé");
+  assertEquals(comm(utf8("nöde-ü€")), "nöde-ü€");
+  // The kernel keeps 15 bytes: "é" (C3 A9) cut after its first byte.
+  assertEquals(comm(utf8("tg-cut-abcdefgé").slice(0, 15)), "tg-cut-abcdefg\ufffd");
+  // "€" (E2 82 AC) cut after two bytes: one replacement for the cut sequence.
+  assertEquals(comm(utf8("tg-cut-abcdef€").slice(0, 15)), "tg-cut-abcdef\ufffd");
+  assertEquals(comm([0x61, 0xff, 0x62]), "a\ufffdb");
+  // All 16 bytes without a NUL (never from the kernel): 16 bytes at most.
+  assertEquals(comm(utf8("ééééééééé").slice(0, 16)), "éééééééé");
+  // Same process, new name: decoded anew; back to ASCII.
+  assertEquals(comm(utf8("curl")), "curl");
+  assertEquals(comm(utf8("ééé"), 99), "ééé");
 });
 
 Deno.test("formatIPv6: compression rules of RFC 5952", () => {

@@ -40,6 +40,7 @@ Deno.test("flags: the seed's and Inspektor Gadget's flags", () => {
     "--node",
     "a,b",
     "--failure-only",
+    "--cluster",
   ]);
   assertEquals(flags.allNamespaces, true);
   assertEquals(flags.output, "custom-columns=pid,comm");
@@ -76,6 +77,50 @@ Deno.test("flags: errors are one clear line", () => {
   for (const [args, message] of cases) {
     const error = assertThrows(() => parseTraceFlags(args), UsageError, message);
     assertEquals(error.message.includes("\n"), false);
+  }
+});
+
+Deno.test("flags: a value given to a flag that takes none says so", () => {
+  for (const flag of ["--host", "--connect-only", "--cluster", "--all-namespaces"]) {
+    const error = assertThrows(() => parseTraceFlags([`${flag}=yes`]), UsageError);
+    assertEquals(error.message, `${flag} takes no value (give ${flag} alone to turn it on)`);
+  }
+});
+
+Deno.test("flags: cluster-only flags are refused in node mode, node-only ones in cluster mode", () => {
+  const clusterOnly: [string[], string][] = [
+    [["--node", "a"], "--node needs --cluster"],
+    [["--agent-namespace", "x"], "--agent-namespace needs --cluster"],
+    [["--image", "debian"], "--image needs --cluster"],
+  ];
+  for (const [args, message] of clusterOnly) {
+    assertThrows(() => parseTraceFlags(args), UsageError, message);
+    // With --cluster they are what cluster mode takes.
+    parseTraceFlags([...args, "--cluster"]);
+  }
+  const nodeOnly: [string[], string][] = [
+    [["--host-root", "/host"], "--host-root is for node mode; it cannot be used with --cluster"],
+    [["--node-name", "a"], "--node-name is for node mode; it cannot be used with --cluster"],
+    [["--in-cluster"], "--in-cluster is for node mode; it cannot be used with --cluster"],
+  ];
+  for (const [args, message] of nodeOnly) {
+    assertThrows(() => parseTraceFlags([...args, "--cluster"]), UsageError, message);
+    parseTraceFlags(args);
+  }
+  // Both modes: the API's flags.
+  parseTraceFlags(["--kubeconfig", "kc", "--context", "c"]);
+  parseTraceFlags(["--kubeconfig", "kc", "--context", "c", "--cluster"]);
+});
+
+Deno.test("flags: --timeout up to 365 days, and no further", () => {
+  assertEquals(parseTraceFlags(["--timeout", "2147484"]).timeout, 2147484);
+  assertEquals(parseTraceFlags(["--timeout", "31536000"]).timeout, 31_536_000);
+  for (const value of ["31536001", "1e30"]) {
+    assertThrows(
+      () => parseTraceFlags(["--timeout", value]),
+      UsageError,
+      `--timeout must be at most 31536000 seconds (365 days), got "${value}"`,
+    );
   }
 });
 

@@ -7,7 +7,8 @@ import { COLUMNS, DEFAULT_COLUMNS, parseCustomColumns } from "../cli/output/colu
 import { LineBuffer } from "../cli/output/line_buffer.ts";
 import type { TraceEvent } from "../core/trace_event.ts";
 import { UsageError } from "../core/errors.ts";
-import { assertEquals, assertThrows } from "./helpers/assert.ts";
+import { printable } from "../core/printable.ts";
+import { assert, assertEquals, assertThrows } from "./helpers/assert.ts";
 
 // The wget connect of the seed document.
 const WGET: TraceEvent = {
@@ -226,7 +227,8 @@ Deno.test("columns written as bytes: every line as plain padding would make it",
     const widths = columns.map((c) => Math.max(c.width, c.header.length));
     const expected = events.map((event) =>
       columns.map((column, i) => {
-        const value = String(column.value(event));
+        // Text as the table escapes it (a backslash is doubled).
+        const value = printable(String(column.value(event)));
         widths[i] = Math.max(widths[i], value.length);
         return i === columns.length - 1 ? value : value.padEnd(widths[i] + 1, " ");
       }).join("")
@@ -272,4 +274,43 @@ Deno.test("json written as bytes: every line is JSON.stringify's, key order and 
   assertEquals(writeStream(formatter, events), expected);
   // format() goes through the same bytes.
   assertEquals(events.slice(0, 50).map((event) => formatter.format(event)), expected.slice(0, 50));
+});
+
+// What must never reach the output raw.
+// deno-lint-ignore no-control-regex
+const CONTROLS = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]/g;
+
+Deno.test("escapes: control characters of every kind, in columns, JSON and jsonpretty", () => {
+  // C0 (ESC, newline, CR, tab, NUL), DEL, C1 (CSI, NEL), U+2028, U+2029,
+  // the bidi controls (marks, embeddings, overrides, isolates), a backslash;
+  // and what stays as is: other scripts, quotes, U+FFFD.
+  const evil =
+    "a\x1b[2J\n\r\t\0\x7f\x9b\x85\u2028\u2029\u200e\u200f\u061c\u202a\u202e\u2066\u2069\\é\"'\ufffd";
+  const shown =
+    "a\\x1b[2J\\n\\r\\t\\x00\\x7f\\u009b\\u0085\\u2028\\u2029\\u200e\\u200f\\u061c\\u202a\\u202e\\u2066\\u2069\\\\é\"'\ufffd";
+  assertEquals(printable(evil), shown);
+  const event = { ...WGET, comm: evil, pod: "web\n0", namespace: "n\x1bs", container: "c\u202e" };
+  assertEquals(
+    formatterFor("custom-columns=namespace,pod,container,comm,pid").format(event),
+    `${"n\\x1bs".padEnd(17)}${"web\\n0".padEnd(17)}${"c\\u202e".padEnd(17)}${shown} 16266`,
+  );
+  // Endpoint names (src, dst columns) too.
+  const named = { ...WGET, dstEndpoint: { kind: "svc" as const, namespace: "x", name: "a\nb" } };
+  assertEquals(formatterFor("custom-columns=dst").format(named), "s/x/a\\nb:443");
+
+  const line = new JsonFormatter().format(event);
+  assertEquals(JSON.parse(line).comm, evil);
+  // JSON.stringify's escapes of C0, then \u escapes of the rest (and of Go's <, >, &).
+  assert(
+    line.includes(
+      String
+        .raw`"comm":"a\u001b[2J\n\r\t\u0000\u007f\u009b\u0085\u2028\u2029\u200e\u200f\u061c\u202a\u202e\u2066\u2069\\é\"'` +
+        '\ufffd"',
+    ),
+    line,
+  );
+  assertEquals(line.match(CONTROLS), null);
+  const pretty = formatterFor("jsonpretty").format(event);
+  assertEquals(JSON.parse(pretty).comm, evil);
+  assertEquals(pretty.replaceAll("\n", "").match(CONTROLS), null);
 });

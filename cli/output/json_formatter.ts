@@ -44,7 +44,8 @@ const LINE_END = utf8(`Z"}\n`);
  * One JSON object per line. Keys and order of Inspektor Gadget's `trace
  * tcp` first, then tcpgadget's: tid, uid, gid, mntns, netns, containerid,
  * poduid, timestamp and, for a failed connect, error. Like Go's encoder (and so like the seed
- * document), `<`, `>` and `&` in strings are written as \u escapes.
+ * document), `<`, `>` and `&` in strings are written as \u escapes, and so are the control
+ * characters JSON.stringify leaves (DEL, C1, U+2028, U+2029, bidirectional controls).
  *
  * Written as bytes from cached pieces rather than with JSON.stringify:
  * this runs for every event, at hundreds of thousands per second, and the
@@ -84,7 +85,7 @@ export class JsonFormatter implements Formatter {
     this.#writeCompact(event, this.#scratch);
     const line = lineIn(this.#scratch);
     if (!this.#pretty) return line;
-    return JSON.stringify(JSON.parse(line), null, 2).replace(/[<>&]/g, escapeChar);
+    return escapeJson(JSON.stringify(JSON.parse(line), null, 2));
   }
 
   #writeCompact(event: TraceEvent, out: LineBuffer): void {
@@ -158,12 +159,33 @@ function endpointJson(endpoint: Endpoint): string {
   }}`;
 }
 
-/** JSON string literal with Go's HTML-safe escaping of <, > and &. */
+// What JSON.stringify leaves as is but is escaped as \uXXXX: Go's HTML-safe
+// <, > and &, and, so that a line viewed on a terminal cannot move the
+// cursor or start a line (JSON.stringify escapes C0 already), DEL, the C1
+// controls, U+2028 and U+2029 (as Go does) and the bidirectional controls.
+const ESCAPED = /[<>&\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+const ESCAPED_ALL = new RegExp(ESCAPED.source, "g");
+
+/**
+ * JSON string literal, escaped as {@link JsonFormatter} writes strings.
+ *
+ * @example
+ * ```ts
+ * import { jsonString } from "./json_formatter.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(jsonString("<>"), '"\\u003c\\u003e"');
+ * assert.equal(jsonString("a\x1b\n\x7f\x9b\u2028\u202e"), '"a\\u001b\\n\\u007f\\u009b\\u2028\\u202e"');
+ * ```
+ */
 export function jsonString(value: string): string {
-  const literal = JSON.stringify(value);
-  return /[<>&]/.test(literal) ? literal.replace(/[<>&]/g, escapeChar) : literal;
+  return escapeJson(JSON.stringify(value));
+}
+
+/** JSON text with the characters above escaped (only strings can hold them). */
+function escapeJson(text: string): string {
+  return ESCAPED.test(text) ? text.replace(ESCAPED_ALL, escapeChar) : text;
 }
 
 function escapeChar(c: string): string {
-  return `\\u00${c.charCodeAt(0).toString(16)}`;
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }

@@ -59,6 +59,15 @@ export class LineBuffer {
     this.clears++;
   }
 
+  /**
+   * Forgets what was written after the first `length` bytes. As after
+   * {@link clear}, bytes written earlier are not there to be copied.
+   */
+  truncate(length: number): void {
+    this.length = length;
+    this.clears++;
+  }
+
   /** Makes room for `count` more bytes. */
   reserve(count: number): void {
     if (this.length + count <= this.data.length) return;

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { printable } from "../../core/printable.ts";
 import type { TraceEvent } from "../../core/trace_event.ts";
 import { type Column, DEFAULT_COLUMNS } from "./columns.ts";
 import type { Formatter } from "./formatter.ts";
@@ -130,7 +131,8 @@ export class TableFormatter implements Formatter {
     const known = this.#known[column];
     let bytes = known.get(value);
     if (bytes === undefined) {
-      const text = String(value);
+      // Names come from the traced system: escaped here, once per value.
+      const text = printable(String(value));
       if (text.length > this.#widths[column]) this.#widen(column, text.length);
       bytes = utf8(last ? text : text.padEnd(this.#widths[column] + 1, " "));
       if (known.size >= KNOWN_VALUES_LIMIT) known.clear();

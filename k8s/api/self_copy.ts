@@ -67,6 +67,20 @@ export async function preparePayload(main: URL, signal?: AbortSignal): Promise<P
     };
   }
   const dir = await Deno.makeTempDir({ prefix: "tcpgadget-bundle-" });
+  // However the process ends (Deno.exit after a second Ctrl-C included),
+  // the bundle does not stay behind.
+  const removeAtExit = () => {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // already removed
+    }
+  };
+  globalThis.addEventListener("unload", removeAtExit);
+  const remove = async () => {
+    globalThis.removeEventListener("unload", removeAtExit);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
   try {
     const bundle = `${dir}/tcpgadget.js`;
     const result = await new Deno.Command(Deno.execPath(), {
@@ -89,6 +103,7 @@ export async function preparePayload(main: URL, signal?: AbortSignal): Promise<P
       );
     }
     const files = [await describe("deno", Deno.execPath()), await describe("tcpgadget.js", bundle)];
+    if (signal?.aborted) throw new TcpgadgetError("interrupted");
     return {
       files,
       command: (args) => [
@@ -105,10 +120,10 @@ export async function preparePayload(main: URL, signal?: AbortSignal): Promise<P
         `${AGENT_DIR}/tcpgadget.js`,
         ...args,
       ],
-      dispose: () => Deno.remove(dir, { recursive: true }),
+      dispose: remove,
     };
   } catch (error) {
-    await Deno.remove(dir, { recursive: true });
+    await remove();
     throw error;
   }
 }

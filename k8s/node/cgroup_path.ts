@@ -13,10 +13,25 @@
  *   (`crio-<id>.scope`, `docker-<id>.scope`); guaranteed:
  *   `kubepods-pod<uid>.slice`.
  *
- * A cgroup root (`kind`'s `/kubelet.slice/kubelet-kubepods.slice/...`), an
- * outer container (`/docker/<id>/kubepods/...`) or a cgroup namespace
- * (`/../../kubepods-...`) may come before, and sub-cgroups (crun's
- * `/container`) after: the parser looks for the pod segment anywhere.
+ * A cgroup root (`kind`'s `/kubelet.slice/kubelet-kubepods.slice/...`) or
+ * an outer container (`/docker/<id>/kubepods/...`) may come before, and
+ * sub-cgroups (crun's `/container`) after.
+ *
+ * Identity comes only from the levels kubelet and the runtime make: the
+ * first kubepods root (`kubepods`, `kubepods.slice`, or one with a cgroup
+ * root's prefix, `kubelet-kubepods.slice`), a QoS level directly below it
+ * or none, the pod directly below that, the container directly below the
+ * pod. Anything deeper is the container's own: one that may create cgroups
+ * (privileged, or with cgroup delegation) could make
+ * `<its own>/kubepods/besteffort/pod<victim-uid>/<victim-id>` and move into
+ * it, so a pod segment found further down names nobody (and a cluster
+ * nested in a pod is that pod's). Seen from another cgroup namespace the
+ * path starts with `..` (`/../../kubepods-besteffort-pod<uid>.slice/...`),
+ * from a level above the reader's own cgroup: the first level after the
+ * `..` may then be the QoS level or the pod. Containerd with a cgroup
+ * driver other than kubelet's takes the systemd form of a cgroups path as
+ * a name (`kubepods-besteffort-pod<uid>.slice:cri-containerd:<id>`): the
+ * first such segment names the container.
  *
  * @module
  */
@@ -46,6 +61,11 @@ const CGROUPFS_POD = new RegExp(`^pod(${UID})$`);
 // systemd: kubepods-pod<uid>.slice, kubepods-<qos>-pod<uid>.slice, with any
 // prefix a cgroup root adds (kubelet-kubepods-...).
 const SYSTEMD_POD = new RegExp(`^[a-z0-9_.-]*kubepods[a-z0-9-]*-pod(${UID})\\.slice$`);
+// The kubepods root: cgroupfs kubepods, systemd kubepods.slice, or under a
+// cgroup root (kind's /kubelet.slice/kubelet-kubepods.slice).
+const KUBEPODS_ROOT = /^(?:kubepods|(?:[a-z0-9_.-]*-)?kubepods\.slice)$/;
+// A QoS level: cgroupfs burstable, systemd kubepods-burstable.slice.
+const QOS_LEVEL = /^(?:burstable|besteffort|[a-z0-9_.-]*kubepods-(?:burstable|besteffort)\.slice)$/;
 // The systemd form of a cgroupsPath ("<slice>:<prefix>:<id>") taken as a
 // plain path, as containerd does when its driver and kubelet's disagree.
 const COLON_FORM = new RegExp(
@@ -77,18 +97,37 @@ const CONTAINER = /^(?:([a-z][a-z0-9-]*)-)?([0-9a-f]{64})(?:\.scope)?$/;
  */
 export function parseCgroupPath(path: string): PodContainerIds | undefined {
   if (!path.includes("kubepods")) return undefined;
-  const segments = path.split("/");
-  // The last pod segment: an outer pod (nested clusters) comes first.
-  for (let i = segments.length - 1; i >= 0; i--) {
-    const segment = segments[i];
-    const colon = COLON_FORM.exec(segment);
-    if (colon) return { podUid: normalizeUid(colon[1]), containerId: colon[2] };
-    const pod = CGROUPFS_POD.exec(segment) ?? SYSTEMD_POD.exec(segment);
-    if (!pod) continue;
-    if (!segments.slice(0, i + 1).some((s) => s.includes("kubepods"))) continue;
-    return { podUid: normalizeUid(pod[1]), containerId: containerIdOf(segments[i + 1]) };
+  const segments = path.split("/").filter((s) => s !== "");
+  // Seen from another cgroup namespace: up from the reader's cgroup.
+  let at = 0;
+  while (segments[at] === "..") at++;
+  if (!QOS_LEVEL.test(segments[at]) && !isPod(segments[at])) {
+    // Below a cgroup root or an outer container: the first kubepods root
+    // (or, with the colon form, the first container) is kubelet's.
+    while (at < segments.length) {
+      const segment = segments[at];
+      if (KUBEPODS_ROOT.test(segment) || COLON_FORM.test(segment)) break;
+      at++;
+    }
+    if (KUBEPODS_ROOT.test(segments[at])) at++;
   }
-  return undefined;
+  if (QOS_LEVEL.test(segments[at])) at++;
+  const colon = COLON_FORM.exec(segments[at]);
+  if (colon) return { podUid: normalizeUid(colon[1]), containerId: colon[2] };
+  const pod = podUidOf(segments[at]);
+  if (pod === undefined) return undefined;
+  return { podUid: pod, containerId: containerIdOf(segments[at + 1]) };
+}
+
+function isPod(segment: string | undefined): boolean {
+  return podUidOf(segment) !== undefined;
+}
+
+/** The pod UID of a pod segment (cgroupfs or systemd), else undefined. */
+function podUidOf(segment: string | undefined): string | undefined {
+  if (segment === undefined) return undefined;
+  const match = CGROUPFS_POD.exec(segment) ?? SYSTEMD_POD.exec(segment);
+  return match ? normalizeUid(match[1]) : undefined;
 }
 
 function containerIdOf(segment: string | undefined): string {

@@ -35,6 +35,13 @@ export const NO_CONTAINER: ContainerInfo = Object.freeze({
   container: "",
 });
 
+/** What {@link ContainerResolver.identify} found. */
+export interface Identity {
+  readonly info: ContainerInfo;
+  /** Nothing more will be learnt: a decision taken on it can be kept. */
+  readonly final: boolean;
+}
+
 /** Options of {@link ContainerResolver}. */
 export interface ContainerResolverOptions {
   /** Where the host's `/` is (default `/`; in a pod, e.g. `/host`). */
@@ -136,6 +143,37 @@ export class ContainerResolver implements Disposable {
     }
     this.#lastMntns = -1;
     return this.#lookupSlow(mntns, entry, pid, cgroupId);
+  }
+
+  /**
+   * The container of an event's process read now, for a decision that is
+   * kept (the kernel's container filter): from the process itself while it
+   * is in mount namespace `mntns`, else from its cgroup id; never from what
+   * is cached for `mntns`, which may be another namespace's (the kernel
+   * hands a new namespace the lowest free inode number, often that of one
+   * that just died). What the process tells is cached for `mntns`, so the
+   * event is named the same way. Not final while kubelet's files do not
+   * name the container yet, or when nothing could be read.
+   */
+  identify(mntns: number, pid: number, cgroupId = 0): Identity {
+    if (mntns === 0) return { info: NO_CONTAINER, final: false };
+    // Its inode number is never reused: the namespace lives as long as the host.
+    if (mntns === this.hostMountNamespace) return { info: NO_CONTAINER, final: true };
+    const now = this.#now();
+    if (pid > 0 && mountNamespaceOf(this.hostRoot, pid) === mntns) {
+      const entry = this.#resolveFrom(pid, mntns, now, undefined);
+      if (entry.pid !== 0) {
+        this.#entries.set(mntns, entry);
+        this.#lastMntns = -1;
+        return { info: entry.info, final: entry.final };
+      }
+    }
+    const ids = cgroupId > 1 ? this.#cgroupIds.lookup(cgroupId) : undefined;
+    if (ids !== undefined) {
+      const entry = this.#entryFor(ids, 0, now);
+      return { info: entry.info, final: entry.final };
+    }
+    return { info: NO_CONTAINER, final: false };
   }
 
   /**

@@ -1,27 +1,48 @@
 /**
- * The container filters (`-n`, `-p`, `-c`, `--host`) applied in the kernel:
- * the BPF program only lets through processes whose mount namespace is in
- * a set, and this keeps that set equal to the namespaces of the matching
- * containers as containers come and go. Events of other containers then
- * cost no work in user space.
+ * The container filters (`-n`, `-p`, `-c`, `-l`, `--host`) applied in the
+ * kernel, so that other containers' events cost no work in user space.
  *
- * The set follows the rescans of a {@link ContainerResolver}: a container
- * that starts is let through from the first rescan that sees it, so the
- * caller's pod filter stays as a second check of each event.
+ * The kernel keeps a decision (let through, or drop) per mount namespace,
+ * and lets through the events of a namespace it has no decision for. This
+ * makes the decision from the first such event: the resolver names the
+ * event's container from its process (or cgroup) and kubelet's files, the
+ * caller's predicate says whether it is selected, and the answer goes to
+ * the kernel. A container that starts while tracing is seen from its first
+ * connection, however soon after starting it connects (a Job, an init
+ * container), and any other costs one event. The caller's pod filter in
+ * user space stays authoritative: it checks every event, including those
+ * that come before a decision.
  *
- * Which containers match is the caller's predicate (a pod filter of
- * k8s/pod_filter.ts, with labels if it has them): this module only keeps
- * the kernel's set equal to its answers.
+ * Why decide on events rather than on rescans of `/proc`: a rescan comes
+ * every few hundred milliseconds, and a container that connects and exits
+ * in between would not be seen at all (the kernel would drop its events
+ * as those of an unknown namespace).
+ *
+ * Decisions are keyed by the namespace's seq, which the kernel never
+ * reuses until reboot, not by its inode number, which a new namespace gets
+ * as soon as the old one is gone (the lowest free number: on Linux 6.18, a
+ * namespace made right after one ended had its number 6 times in 6): a new
+ * container gets a decision of its own. A namespace stays undecided while
+ * its container is not known for good (kubelet's log link not there yet;
+ * its process gone and its cgroup too): its events keep coming for user
+ * space to filter.
+ *
+ * After every rescan of the resolver, decisions are taken again where the
+ * answer may have changed: labels of a pod (`-l`, from the API) come and
+ * change, and a process in a namespace of its own may be moved into a
+ * pod's cgroup after its first event (a runtime creates the namespace
+ * first).
  *
  * @module
  */
 
+import type { TcpEvent } from "../../core/event.ts";
 import type { ContainerInfo, ContainerResolver } from "./container_resolver.ts";
 
-/** What the set is pushed to; {@link TcpTracer} implements it. */
+/** Where decisions go; {@link TcpTracer} implements it. */
 export interface MountNamespaceGate {
-  allowMountNamespace(mntns: number): void;
-  disallowMountNamespace(mntns: number): void;
+  /** The kernel lets the events of mount namespace `seq` through (`allowed`) or drops them. */
+  decideMountNamespace(seq: number, allowed: boolean): void;
 }
 
 /** Which containers to let through. */
@@ -31,26 +52,45 @@ export interface ContainerSelection {
    * container (empty names for processes outside pods).
    */
   matches(info: ContainerInfo): boolean;
-  /** Whether the host's own processes (outside containers) are traced too. */
-  host?: boolean;
 }
 
 /** Options of {@link MountNamespaceFilter}. */
 export interface MountNamespaceFilterOptions {
-  /** Called with what a gate threw (a namespace is then retried at the next update). */
+  /** Called with what a gate threw (the decision is then pushed again later). */
   onError?: (error: unknown) => void;
+  /** Clock in milliseconds (tests). */
+  now?: () => number;
 }
 
-/** What one {@link MountNamespaceFilter.update} changed. */
-export interface MountNamespaceChanges {
-  allowed: number[];
-  disallowed: number[];
+/** What an event tells about its mount namespace. */
+export type NamespaceOfEvent = Pick<TcpEvent, "mntns" | "mntnsSeq" | "pid" | "cgroupId">;
+
+/** A decision about one mount namespace (by seq). */
+interface Decision {
+  /** Inode number of the namespace, and the process it was named from. */
+  readonly mntns: number;
+  readonly pid: number;
+  info: ContainerInfo;
+  allowed: boolean;
+  /** When it was last given to the gate; undefined: not yet (no gate, or it threw). */
+  pushedAt: number | undefined;
 }
+
+// How long an undecided namespace's events are not looked into again: its
+// first events come in a burst, and each look reads files in /proc.
+const UNDECIDED_RETRY_MS = 250;
+// A denied namespace's events still arriving this long after its decision
+// went to the kernel mean the kernel lost it (its LRU map dropped it): give
+// it again. Before, they were queued before the decision.
+const REPUSH_AFTER_MS = 1000;
+// Namespaces remembered at most (the kernel's map holds 8192): a decision
+// forgotten here is taken again on the namespace's next event.
+const MAX_DECISIONS = 8192;
+const MAX_UNDECIDED = 4096;
 
 /**
- * Keeps the kernel's set of allowed mount namespaces equal to those of the
- * containers that match a filter, updated after every rescan of the
- * resolver.
+ * Decides, from the first event of each mount namespace, whether the
+ * kernel lets its processes' events through, and tells the kernel.
  *
  * @example
  * ```ts ignore
@@ -58,11 +98,13 @@ export interface MountNamespaceChanges {
  * const keeper = new MountNamespaceFilter(resolver, {
  *   matches: (info) => info.namespace === "shop",
  * });
- * resolver.refresh(); // the keeper updates after every refresh
- * const tracer = TcpTracer.open({ mountNamespaces: keeper.allowed });
+ * const tracer = TcpTracer.open({ filterMountNamespaces: true });
  * keeper.attach(tracer);
- * resolver.start(500);
- * // ...
+ * resolver.start(500); // decisions are reviewed after every rescan
+ * tracer.drain((event) => {
+ *   keeper.decide(event);
+ *   // enrich, filter, print ...
+ * });
  * resolver.stop();
  * keeper.close();
  * ```
@@ -71,8 +113,14 @@ export class MountNamespaceFilter implements Disposable {
   readonly #resolver: ContainerResolver;
   readonly #selection: ContainerSelection;
   readonly #onError: (error: unknown) => void;
+  readonly #now: () => number;
   readonly #unsubscribe: () => void;
-  #allowed = new Set<number>();
+  /** By seq; in the order they were taken (the oldest is forgotten first). */
+  readonly #decisions = new Map<number, Decision>();
+  /** Undecided namespaces (by seq): when to look into them again. */
+  readonly #undecided = new Map<number, number>();
+  // The last namespace let through (events come in runs of one process).
+  #lastAllowed = -1;
   #gate: MountNamespaceGate | undefined;
 
   constructor(
@@ -83,56 +131,106 @@ export class MountNamespaceFilter implements Disposable {
     this.#resolver = resolver;
     this.#selection = selection;
     this.#onError = options.onError ?? (() => {});
-    this.#unsubscribe = resolver.onRefresh(() => this.update());
-    this.update();
+    this.#now = options.now ?? (() => performance.now());
+    this.#unsubscribe = resolver.onRefresh(() => this.review());
   }
 
-  /** The mount namespaces let through now. */
-  get allowed(): ReadonlySet<number> {
-    return this.#allowed;
-  }
-
-  /**
-   * From now on, pushes changes to `gate`; first the whole current set
-   * (allowing twice is harmless).
-   */
+  /** From now on, gives decisions to `gate`; first those already taken. */
   attach(gate: MountNamespaceGate): void {
     this.#gate = gate;
-    const failed: number[] = [];
-    for (const mntns of this.#allowed) {
-      if (!this.#push(gate, mntns, true)) failed.push(mntns);
-    }
-    for (const mntns of failed) this.#allowed.delete(mntns);
+    for (const [seq, decision] of this.#decisions) this.#push(seq, decision);
   }
 
   /**
-   * Re-evaluates the namespaces the resolver knows (after each of its
-   * refreshes this runs by itself) and pushes the differences.
+   * Decides about the mount namespace of an event, if that was not done
+   * yet and its container is known for good. Cheap for events of a
+   * namespace already let through: a comparison, or a Map lookup.
    */
-  update(): MountNamespaceChanges {
-    const wanted = new Set<number>();
-    for (const [mntns, info] of this.#resolver.namespaces()) {
-      if (this.#selection.matches(info)) wanted.add(mntns);
+  decide(event: NamespaceOfEvent): void {
+    const seq = event.mntnsSeq ?? 0;
+    if (seq === this.#lastAllowed) return;
+    // 0: the kernel did not know the namespace (an exiting process): user
+    // space filters the event, nothing to keep.
+    if (seq === 0) return;
+    const decision = this.#decisions.get(seq);
+    if (decision !== undefined) {
+      if (decision.allowed) {
+        this.#lastAllowed = seq;
+      } else if (
+        decision.pushedAt === undefined || this.#now() - decision.pushedAt >= REPUSH_AFTER_MS
+      ) {
+        this.#push(seq, decision);
+      }
+      return;
     }
-    const host = this.#resolver.hostMountNamespace;
-    if (this.#selection.host && host !== undefined) wanted.add(host);
-    const changes: MountNamespaceChanges = { allowed: [], disallowed: [] };
-    for (const mntns of wanted) {
-      if (this.#allowed.has(mntns)) continue;
-      if (this.#gate && !this.#push(this.#gate, mntns, true)) continue;
-      this.#allowed.add(mntns);
-      changes.allowed.push(mntns);
+    const now = this.#now();
+    const retryAt = this.#undecided.get(seq);
+    if (retryAt !== undefined && now < retryAt) return;
+    const { info, final } = this.#resolver.identify(event.mntns, event.pid, event.cgroupId);
+    if (!final) {
+      if (this.#undecided.size >= MAX_UNDECIDED) this.#undecided.clear();
+      this.#undecided.set(seq, now + UNDECIDED_RETRY_MS);
+      return;
     }
-    for (const mntns of this.#allowed) {
-      if (wanted.has(mntns)) continue;
-      if (this.#gate && !this.#push(this.#gate, mntns, false)) continue;
-      this.#allowed.delete(mntns);
-      changes.disallowed.push(mntns);
+    this.#undecided.delete(seq);
+    if (this.#decisions.size >= MAX_DECISIONS) {
+      this.#decisions.delete(this.#decisions.keys().next().value!);
     }
-    return changes;
+    const taken: Decision = {
+      mntns: event.mntns,
+      pid: event.pid,
+      info,
+      allowed: this.#selection.matches(info),
+      pushedAt: undefined,
+    };
+    this.#decisions.set(seq, taken);
+    this.#push(seq, taken);
   }
 
-  /** Stops following the resolver's refreshes. The kernel's set stays as it is. */
+  /**
+   * The decision about mount namespace `seq`: true (let through), false
+   * (dropped), undefined (none yet).
+   */
+  decision(seq: number): boolean | undefined {
+    return this.#decisions.get(seq)?.allowed;
+  }
+
+  /**
+   * Takes decisions again where the answer may have changed, and forgets
+   * those of namespaces that are gone. Runs after every rescan of the
+   * resolver.
+   */
+  review(): void {
+    const live = new Set<number>();
+    for (const [mntns] of this.#resolver.namespaces()) live.add(mntns);
+    for (const [seq, decision] of this.#decisions) {
+      // An inode number still known may be another namespace's by now:
+      // then this decision is kept a little longer than needed.
+      if (!live.has(decision.mntns)) {
+        this.#decisions.delete(seq);
+        if (seq === this.#lastAllowed) this.#lastAllowed = -1;
+        continue;
+      }
+      // Outside pods: maybe not yet (a runtime makes the namespace, then
+      // moves the process into the container's cgroup). Read again while the
+      // process it was named from is in it (the inode number is then this
+      // namespace's).
+      if (decision.info.podUid === "") {
+        const { info, final } = this.#resolver.identify(decision.mntns, decision.pid);
+        if (final) decision.info = info;
+      }
+      const allowed = this.#selection.matches(decision.info);
+      if (allowed !== decision.allowed) {
+        decision.allowed = allowed;
+        if (seq === this.#lastAllowed) this.#lastAllowed = -1;
+        this.#push(seq, decision);
+      } else if (decision.pushedAt === undefined) {
+        this.#push(seq, decision);
+      }
+    }
+  }
+
+  /** Stops following the resolver's rescans. The kernel's decisions stay as they are. */
   close(): void {
     this.#unsubscribe();
   }
@@ -141,14 +239,14 @@ export class MountNamespaceFilter implements Disposable {
     this.close();
   }
 
-  #push(gate: MountNamespaceGate, mntns: number, allow: boolean): boolean {
+  #push(seq: number, decision: Decision): void {
+    if (this.#gate === undefined) return;
     try {
-      if (allow) gate.allowMountNamespace(mntns);
-      else gate.disallowMountNamespace(mntns);
-      return true;
+      this.#gate.decideMountNamespace(seq, decision.allowed);
+      decision.pushedAt = this.#now();
     } catch (error) {
+      decision.pushedAt = undefined;
       this.#onError(error);
-      return false;
     }
   }
 }

@@ -92,6 +92,8 @@ export interface FakeContainer {
   containerId: string;
   /** Mount namespace id of its process. */
   mntns: number;
+  /** Its cgroup, below each hierarchy's mount point. */
+  cgroupPath: string;
   /** cgroup v2 id of its cgroup (1, the root, if only in v1 hierarchies). */
   cgroupId: number;
   /** What the resolver should say about it. */
@@ -163,6 +165,7 @@ export class FakeNode implements AsyncDisposable {
       podUid,
       containerId,
       mntns: Deno.statSync(`/proc/${actor.pid}/ns/mnt`).ino!,
+      cgroupPath: path,
       cgroupId: 1,
       expected: {
         namespace: spec.namespace,
@@ -178,6 +181,64 @@ export class FakeNode implements AsyncDisposable {
       container.cgroupId = Deno.statSync(`${this.#mounts.v2[0]}${path}`).ino!;
     }
     return container;
+  }
+
+  /**
+   * Makes cgroup `path` below the container's own (in each of its
+   * hierarchies), and the container's process moves itself into it, as a
+   * container allowed to create cgroups (privileged, or with cgroup
+   * delegation) can. Returns the new cgroup's v2 id (1 if only in v1).
+   */
+  async nest(container: FakeContainer, path: string): Promise<number> {
+    const dirs: string[] = [];
+    for (const hierarchy of container.spec.hierarchies) {
+      for (const mount of this.#mounts[hierarchy]) {
+        dirs.push(this.#mkdirCgroup(mount, container.cgroupPath + path));
+      }
+    }
+    await container.actor.do(`join_cgroup ${dirs.join(" ")}`);
+    if (!container.spec.hierarchies.includes("v2")) return 1;
+    return Deno.statSync(`${this.#mounts.v2[0]}${container.cgroupPath}${path}`).ino!;
+  }
+
+  /**
+   * Starts a container whose mount namespace gets inode number `mntns`,
+   * which a namespace that ended had: the kernel hands out the lowest free
+   * number, so lower free ones are first taken by placeholder namespaces
+   * (ended once the container started). Throws if another process took it.
+   */
+  async startReusing(mntns: number, spec: ContainerSpec): Promise<FakeContainer> {
+    const placeholders: Deno.ChildProcess[] = [];
+    try {
+      for (let tries = 0; tries < 200; tries++) {
+        const placeholder = new Deno.Command("unshare", {
+          args: ["--mount", "--propagation", "private", "sleep", "60"],
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        const inode = await namespaceOf(placeholder.pid);
+        if (inode < mntns) {
+          placeholders.push(placeholder);
+          continue;
+        }
+        placeholder.kill();
+        await placeholder.status;
+        // Above it: the old namespace is not freed yet (or was taken).
+        if (inode > mntns) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          continue;
+        }
+        const container = await this.start(spec);
+        if (container.mntns === mntns) return container;
+        throw new Error(`mount namespace ${mntns} was taken by another process meanwhile`);
+      }
+      throw new Error(`mount namespace ${mntns} was not freed`);
+    } finally {
+      for (const placeholder of placeholders) {
+        placeholder.kill();
+        await placeholder.status;
+      }
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -241,6 +302,17 @@ export class FakeNode implements AsyncDisposable {
       }
     }
   }
+}
+
+/** The mount namespace of a process once it left ours (unshare runs before exec). */
+async function namespaceOf(pid: number): Promise<number> {
+  const ours = Deno.statSync("/proc/self/ns/mnt").ino!;
+  for (let i = 0; i < 200; i++) {
+    const inode = Deno.statSync(`/proc/${pid}/ns/mnt`).ino!;
+    if (inode !== ours) return inode;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`process ${pid} did not enter a mount namespace of its own`);
 }
 
 /** Moves any process left in a cgroup to the hierarchy's root, then removes it. */

@@ -16,6 +16,8 @@ command per line on stdin and answers each with one JSON line on stdout:
   fork_close S COMM [rst]          a child named COMM inherits S, this process
                                    closes its copy, then the child closes S
                                    (with RST if asked) and exits: {"pid": child}
+  churn S N                        N connections to listener S, accepted and
+                                   closed: {"connections": N}
   send S                           {"ok": true}
   wait_eof S                       reads until EOF or reset: {"reset": bool}
   shutdown S                       shutdown(SHUT_WR): {"ok": true}
@@ -25,6 +27,7 @@ command per line on stdin and answers each with one JSON line on stdout:
                                    {"addresses": [...]}
   resolve_tcp NAME SERVER          one A query over TCP to SERVER port 53:
                                    {"addresses": [...]}
+  join_cgroup DIR...               moves itself into each cgroup: {"ok": true}
   exit                             exits
 """
 
@@ -37,8 +40,10 @@ import sys
 
 
 def set_comm(name):
-    with open("/proc/self/comm", "w") as f:
-        f.write(name)
+    # The name's bytes as given (any bytes but NUL: UTF-8, control
+    # characters); the kernel keeps the first 15.
+    with open("/proc/self/comm", "wb") as f:
+        f.write(os.fsencode(name))
 
 
 def family_of(addr):
@@ -168,6 +173,18 @@ def main():
         elif command == "wait_child":
             _, status = os.waitpid(children.pop(0), 0)
             reply({"status": status})
+        elif command == "churn":
+            # N connections to the listener S, each accepted and closed by
+            # both ends: C, A, X, X each.
+            listener = socks[int(args[0])]
+            addr = listener.getsockname()
+            for _ in range(int(args[1])):
+                client = socket.socket(listener.family, socket.SOCK_STREAM)
+                client.connect(addr[:2])
+                conn, _ = listener.accept()
+                client.close()
+                conn.close()
+            reply({"connections": int(args[1])})
         elif command == "send":
             socks[int(args[0])].sendall(b"hello")
             reply({"ok": True})
@@ -197,6 +214,12 @@ def main():
             reply({"addresses": [info[4][0] for info in infos]})
         elif command == "resolve_tcp":
             reply({"addresses": resolve_tcp(args[0], args[1])})
+        elif command == "join_cgroup":
+            for directory in args:
+                # Writing 0 moves the writer itself.
+                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                    f.write("0")
+            reply({"ok": True})
         elif command == "exit":
             break
         else:

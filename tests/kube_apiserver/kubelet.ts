@@ -617,19 +617,29 @@ class PodRuntime {
   #armDeadline(): void {
     const seconds = this.#pod.spec.activeDeadlineSeconds;
     if (typeof seconds !== "number") return;
-    this.#deadlineTimer = setTimeout(() => {
-      this.#deadlineTimer = undefined;
-      if (this.terminatingOrGone || this.terminal) return;
-      this.#event(
-        "Warning",
-        "DeadlineExceeded",
-        "Pod was active on the node longer than the specified deadline",
-      );
-      this.terminate(this.#pod.spec.terminationGracePeriodSeconds ?? 30, {
-        reason: "DeadlineExceeded",
-        message: "Pod was active on the node longer than the specified deadline",
-      });
-    }, seconds * 1000);
+    // Timers chained: one lasts at most 2^31 - 1 ms (24.8 days); a longer
+    // delay would fire at once. The API allows up to 2^31 - 1 s.
+    const deadline = performance.now() + seconds * 1000;
+    const arm = () => {
+      const left = deadline - performance.now();
+      if (left > 0) this.#deadlineTimer = setTimeout(arm, Math.min(Math.ceil(left), 2 ** 31 - 1));
+      else this.#deadlineExceeded();
+    };
+    arm();
+  }
+
+  #deadlineExceeded(): void {
+    this.#deadlineTimer = undefined;
+    if (this.terminatingOrGone || this.terminal) return;
+    this.#event(
+      "Warning",
+      "DeadlineExceeded",
+      "Pod was active on the node longer than the specified deadline",
+    );
+    this.terminate(this.#pod.spec.terminationGracePeriodSeconds ?? 30, {
+      reason: "DeadlineExceeded",
+      message: "Pod was active on the node longer than the specified deadline",
+    });
   }
 
   #clearDeadline(): void {
