@@ -12,7 +12,7 @@
 
 import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
 import type { TcpEvent } from "../core/event.ts";
-import { UsageError } from "../core/errors.ts";
+import { TcpgadgetError, UsageError } from "../core/errors.ts";
 import { containerNamingWarning } from "../core/system.ts";
 import type { Enricher, KubernetesFields } from "../core/trace_event.ts";
 import { containerSelection, type KubernetesFilter } from "../k8s/pod_filter.ts";
@@ -121,6 +121,13 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   const api = useApi ? await stop.race(startMetadata(flags, io)) : undefined;
   if (stop.stopped) {
     await api?.metadata.stop();
+    // A run that ends by its clock before it traced anything did not do
+    // what was asked: say why, as a failure (a Ctrl-C is the user's own).
+    if (stop.reason === "timeout") {
+      throw new TcpgadgetError(
+        `--timeout (${flags.timeout} s) ended the run before tracing started: the Kubernetes API server had not answered yet`,
+      );
+    }
     return 0;
   }
   const metadata = api?.metadata;

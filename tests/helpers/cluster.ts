@@ -20,10 +20,20 @@ import {
 } from "../kube_apiserver/mod.ts";
 import { canUseMountNamespaces } from "../kube_apiserver/sandbox.ts";
 import { kubeletFilesSkipReason } from "../kube_apiserver/kubelet_files.ts";
+import { deflateSync } from "node:zlib";
 
-// Passed as `python3 -c`: the pod's file system need not see this checkout
-// (a pod has its own /tmp, where a checkout may well be).
-const ACTOR_SOURCE = Deno.readTextFileSync(new URL("./tcp_actor.py", import.meta.url));
+/**
+ * The actor's source, for `python3 -c`: the pod's file system need not see
+ * this checkout (a pod has its own /tmp, where a checkout may well be).
+ * Compressed, since it travels in the exec URL, whose request line must
+ * stay under the API server's 16 KiB limit on headers (the plain source,
+ * URL-encoded, is past it).
+ */
+const ACTOR_SOURCE = `import base64,zlib;exec(zlib.decompress(base64.b64decode("${
+  deflateSync(Deno.readTextFileSync(new URL("./tcp_actor.py", import.meta.url))).toString(
+    "base64",
+  )
+}")))`;
 
 /** The label tcpgadget puts on its pods. */
 export const AGENT_SELECTOR = "app.kubernetes.io/managed-by=tcpgadget";
@@ -186,7 +196,7 @@ export async function assertNothingLeft(cluster: FakeCluster, pids: number[]): P
 
 /** Runs a command in a container (client-node's Exec) and returns its standard output. */
 export function execText(
-  cluster: FakeCluster,
+  cluster: { kc: k8s.KubeConfig },
   namespace: string,
   pod: string,
   container: string,
@@ -220,7 +230,8 @@ type Reply = Record<string, any>;
 /**
  * tcp_actor.py running in a pod's container, driven through an exec
  * session (client-node's own Exec, not tcpgadget's): its connections are
- * the pod's.
+ * the pod's. In the test API server's pods or a real cluster's (any
+ * `cluster` with a KubeConfig); `pid` is the actor's PID in its pod.
  */
 export class PodActor {
   readonly comm: string;
@@ -238,7 +249,7 @@ export class PodActor {
 
   /** Starts the actor named `comm` in `namespace/pod`'s container. */
   static async start(
-    cluster: FakeCluster,
+    cluster: { kc: k8s.KubeConfig },
     namespace: string,
     pod: string,
     container: string,
@@ -289,7 +300,7 @@ export class PodActor {
   /** Sends one command and returns its JSON reply. */
   async do(command: string): Promise<Reply> {
     this.#stdin.write(`${command}\n`);
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     while (this.#lines.length === 0) {
       if (this.#ended || Date.now() > deadline) {
         throw new Error(`pod actor ${this.comm} gave no answer to "${command}": ${this.#stderr}`);
