@@ -70,7 +70,8 @@ function lines(stderr: string): string[] {
     .filter((line) => !/: upload interrupted \(copy into pod \S+ is damaged: /.test(line))
     .map((line) =>
       line.replace(/tcpgadget-[0-9a-f]{6}-/g, "tcpgadget-RUN-")
-        .replace(/uploaded \d+\.\d MB in \d+\.\d s/, "uploaded N MB in T s")
+        .replace(/uploaded \d+\.\d MB \(\d+\.\d MB unpacked\) in \d+\.\d s/, "uploaded N MB in T s")
+        .replace(/copied \d+\.\d MB from (node \S+) in \d+\.\d s/, "copied N MB from $1 in T s")
     );
 }
 
@@ -182,9 +183,9 @@ test("cluster (test API server, three nodes): a node not Ready is left out, one 
   const server = await Actor.start("tg-server");
   const { listener, port } = await listening(server);
   cluster.api.failImagePull(DEFAULT_AGENT_IMAGE, undefined, "node-b");
-  // node-a's first exec (the digests) is left alone; the second, the
-  // upload, is cut 10 MB in.
-  cluster.api.dropExecStreams(2, { afterStdinBytes: 10_000_000 });
+  // node-a's first exec, the upload of the packed Deno executable, is cut
+  // 10 MB in.
+  cluster.api.dropExecStreams(1, { afterStdinBytes: 10_000_000 });
 
   const run = cluster.trace(["-o", "json"]);
   await tracing(run, 1);
@@ -213,10 +214,11 @@ test("cluster (test API server, two nodes): event streams cut after exactly 4000
   await cluster.workload("default", "web", { container: "client" });
   const web = await PodActor.start(cluster, "default", "web", "client", "tg-web");
   const server = await Actor.start("tg-server");
-  // Every exec of the run's start (4 per node: digests, two files, digests)
-  // and each node's first event stream are cut after 4000 bytes of output:
-  // only the event streams get that far.
-  cluster.api.dropExecStreams(10, { afterOutputBytes: 4000 });
+  // Every exec of the run's start (the first pod's upload of two files, its
+  // server, the other's two fetches from it) and each node's first event
+  // stream are cut after 4000 bytes of output: only the event streams get
+  // that far.
+  cluster.api.dropExecStreams(7, { afterOutputBytes: 4000 });
 
   const run = cluster.trace(["-o", "json"]);
   await tracing(run, 2);
@@ -260,14 +262,21 @@ test("cluster (test API server, two nodes): event streams cut after exactly 4000
     eventsOnPort(run, seen.port),
     sorted(podConnection(["node-a", "node-b"], who, seen.sport, seen.port)),
   );
-  // Reconnected, not uploaded again.
-  assertEquals(lines(run.stderr).sort(), [
-    "tcpgadget: node node-a: event stream dropped; reconnecting (1/3)",
-    "tcpgadget: node node-a: uploaded N MB in T s (size and SHA-256 verified)",
-    "tcpgadget: node node-b: event stream dropped; reconnecting (1/3)",
-    "tcpgadget: node node-b: uploaded N MB in T s (size and SHA-256 verified)",
-    "tcpgadget: tracing TCP connections on 2 nodes",
-  ]);
+  // Reconnected, not copied again; one upload, the other node's copy from it.
+  const copies = lines(run.stderr).filter((line) => / (uploaded|copied) N MB/.test(line));
+  const [seed, peer] = copies.some((line) => line.includes("node-a: uploaded"))
+    ? ["a", "b"]
+    : ["b", "a"];
+  assertEquals(
+    lines(run.stderr).sort(),
+    [
+      "tcpgadget: node node-a: event stream dropped; reconnecting (1/3)",
+      `tcpgadget: node node-${seed}: uploaded N MB in T s (size and SHA-256 verified)`,
+      "tcpgadget: node node-b: event stream dropped; reconnecting (1/3)",
+      `tcpgadget: node node-${peer}: copied N MB from node node-${seed} in T s (size and SHA-256 verified)`,
+      "tcpgadget: tracing TCP connections on 2 nodes",
+    ].sort(),
+  );
   await Promise.all([web.stop(), server.stop()]);
   await assertNothingLeft(cluster, pids);
 });
@@ -281,9 +290,9 @@ test("cluster (test API server): an event stream ended by an InternalError statu
   await cluster.workload("default", "web", { container: "client" });
   const web = await PodActor.start(cluster, "default", "web", "client", "tg-web");
   const server = await Actor.start("tg-server");
-  // The run's start (digests, two files, digests) and its first event
-  // stream, which ends with the status once 4000 bytes of events went out.
-  cluster.api.dropExecStreams(5, { afterOutputBytes: 4000, endWith: "InternalError" });
+  // The run's start (two files) and its first event stream, which ends
+  // with the status once 4000 bytes of events went out.
+  cluster.api.dropExecStreams(3, { afterOutputBytes: 4000, endWith: "InternalError" });
   const run = cluster.trace(["-o", "json"]);
   await tracing(run, 1);
   const pids = cluster.agentProcesses();

@@ -62,7 +62,7 @@ export const SERVE_IDLE_S = 120;
 const RECEIVE = [
   ': > "$part" || exit 1',
   // A command put in the background reads /dev/null unless told otherwise.
-  'exec 3<&0',
+  "exec 3<&0",
   '"$@" <&3 3<&- &',
   "exec 3<&-",
   "receiver=$!",
@@ -82,7 +82,7 @@ const RECEIVE = [
 ].join("\n");
 
 const UNPACK = [
-  'packed=$1 size=$2 sha=$3 part=$4 final=$5',
+  "packed=$1 size=$2 sha=$3 part=$4 final=$5",
   "shift 5",
   'mkdir -p "${final%/*}" || exit 1',
   // `head -c` ends the input after the packed bytes: protocol v4 cannot
@@ -176,7 +176,7 @@ print STDERR "progress $got\\n";
 `;
 
 const FETCH = [
-  'host=$1 port=$2 name=$3 size=$4 sha=$5 part=$6 final=$7 idle=$8 program=$9',
+  "host=$1 port=$2 name=$3 size=$4 sha=$5 part=$6 final=$7 idle=$8 program=$9",
   'set -- perl -e "$program" "$host" "$port" "$name" "$size" "$part" "$idle"',
   RECEIVE,
 ].join("\n");

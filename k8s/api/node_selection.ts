@@ -79,7 +79,9 @@ export function whyNotTraced(
   }
   if (os !== undefined && os !== "linux") return `a ${os} node (the agent runs on Linux)`;
   if (requirements.arch !== undefined && arch !== undefined && arch !== requirements.arch) {
-    return `a${/^[aeiou]/.test(arch) ? "n" : ""} ${arch} node (the agent uploaded from here runs on ${requirements.arch})`;
+    return `a${
+      /^[aeiou]/.test(arch) ? "n" : ""
+    } ${arch} node (the agent uploaded from here runs on ${requirements.arch})`;
   }
   if (!nodeIsReady(node)) return "not Ready";
   return undefined;

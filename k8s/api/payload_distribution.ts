@@ -242,10 +242,11 @@ export class PayloadDistribution {
         return server;
       } catch (error) {
         holder.unusable = true;
+        // Not warned otherwise: the pods that would copy from it get the
+        // payload elsewhere, and a cause shared by every exec (a refusal)
+        // is said once by the node's own failure.
         if (error instanceof PeerCopyError && error.reason === "missing program") {
           this.#turnPeersOff(`node ${holder.target.node}: ${error.message}`);
-        } else if (!this.#closing.signal.aborted) {
-          this.#events.warn(holder.target.node, errorLine(error));
         }
         this.#notify();
         return undefined;
@@ -272,10 +273,17 @@ export class PayloadDistribution {
       let before = 0;
       for (const file of missing) {
         this.#events.progress(target.node, source.name, before, total);
-        await fetchFromPeer(target.exec, server.address, file.name, receivedFile(file, holder.attempt), {
-          onProgress: (bytes) => this.#events.progress(target.node, source.name, before + bytes, total),
-          signal: receiving,
-        });
+        await fetchFromPeer(
+          target.exec,
+          server.address,
+          file.name,
+          receivedFile(file, holder.attempt),
+          {
+            onProgress: (bytes) =>
+              this.#events.progress(target.node, source.name, before + bytes, total),
+            signal: receiving,
+          },
+        );
         if (signal.aborted) return;
         if (holder.abort.signal.aborted) {
           throw new SourceFailedError(`${source.name}'s own copy failed`);
@@ -352,7 +360,9 @@ export class PayloadDistribution {
           if (!retry || attempt > UPLOAD_RETRIES) throw error;
           this.#events.warn(
             target.node,
-            `upload interrupted (${(error as Error).message}); retrying (${attempt}/${UPLOAD_RETRIES})`,
+            `upload interrupted (${
+              (error as Error).message
+            }); retrying (${attempt}/${UPLOAD_RETRIES})`,
           );
           await sleep(1000 * attempt, signal);
         }
