@@ -119,7 +119,9 @@ export class CopyProgress {
   #describe(node: string, copy: Copy): string {
     const elapsed = (this.#now() - copy.started) / 1000;
     const rate = elapsed > 0 ? `, ${megabytes(copy.done / elapsed)} MB/s` : "";
-    return `node ${node}: ${megabytes(copy.done)} of ${megabytes(copy.total)} MB from ${copy.from}${rate}`;
+    return `node ${node}: ${megabytes(copy.done)} of ${
+      megabytes(copy.total)
+    } MB from ${copy.from}${rate}`;
   }
 
   #print(message: string): void {

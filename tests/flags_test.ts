@@ -73,6 +73,14 @@ Deno.test("flags: errors are one clear line", () => {
     [["--comm", ""], "--comm needs a command name"],
     [["extra"], "unexpected argument extra (see 'tcpgadget trace tcp --help')"],
     [["--pid"], "--pid needs a value"],
+    [
+      ["--cluster", "--max-parallel-uploads", "0"],
+      '--max-parallel-uploads must be a positive integer, got "0"',
+    ],
+    [
+      ["--cluster", "--max-parallel-uploads", "257"],
+      '--max-parallel-uploads must be at most 256, got "257"',
+    ],
   ];
   for (const [args, message] of cases) {
     const error = assertThrows(() => parseTraceFlags(args), UsageError, message);
@@ -92,6 +100,7 @@ Deno.test("flags: cluster-only flags are refused in node mode, node-only ones in
     [["--node", "a"], "--node needs --cluster"],
     [["--agent-namespace", "x"], "--agent-namespace needs --cluster"],
     [["--image", "debian"], "--image needs --cluster"],
+    [["--max-parallel-uploads", "2"], "--max-parallel-uploads needs --cluster"],
   ];
   for (const [args, message] of clusterOnly) {
     assertThrows(() => parseTraceFlags(args), UsageError, message);
@@ -173,6 +182,7 @@ Deno.test("flags: every flag written by traceArgs parses back to the same flags"
     nodes: ["-a", "b"],
     agentNamespace: "-agents",
     image: "--image:1",
+    maxParallelUploads: 3,
   };
   const seen = new Set<string>();
   for (const flags of [node, cluster]) {

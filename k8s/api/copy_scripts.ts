@@ -60,6 +60,12 @@ export const SERVE_IDLE_S = 120;
 // the file until the receiver ends (tail --pid); "$part" and its digest are
 // removed on any failure, so that an attempt leaves nothing behind.
 const RECEIVE = [
+  'mkdir -p "${final%/*}" || exit 1',
+  // What an earlier attempt left (its commands killed before they could
+  // clean up): each attempt writes its own names, so these are no one's.
+  'for f in "$final".*.part "$final".*.part.sum; do',
+  '  if [ "$f" != "$part" ] && [ -e "$f" ]; then rm -f "$f"; fi',
+  "done",
   ': > "$part" || exit 1',
   // A command put in the background reads /dev/null unless told otherwise.
   "exec 3<&0",
@@ -84,7 +90,6 @@ const RECEIVE = [
 const UNPACK = [
   "packed=$1 size=$2 sha=$3 part=$4 final=$5",
   "shift 5",
-  'mkdir -p "${final%/*}" || exit 1',
   // `head -c` ends the input after the packed bytes: protocol v4 cannot
   // close standard input. A stream cut short makes gzip fail.
   "unpack() {",

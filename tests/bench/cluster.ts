@@ -38,7 +38,7 @@ import { type FakeApiServer, startFakeApiServer } from "../kube_apiserver/mod.ts
 import { machineDescription, peakRssBytes } from "./procfs.ts";
 
 /** The last commit of the design with one upload per node (4 at a time, not packed). */
-const REFERENCE_COMMIT = "3851002a2d7e6c3ded0bb87d6bc5d0fd0e1fb5a1";
+const REFERENCE_COMMIT = "c8ca671c72baeba99141e53c726dc229bf242b17";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 
@@ -77,7 +77,11 @@ interface Measured {
 }
 
 function run(args: string[]): string {
-  const result = new Deno.Command(args[0], { args: args.slice(1), stdout: "piped", stderr: "piped" })
+  const result = new Deno.Command(args[0], {
+    args: args.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  })
     .outputSync();
   if (!result.success) {
     throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(result.stderr).trim()}`);
@@ -234,18 +238,19 @@ async function measure(design: Design, nodes: number, rate: number): Promise<Mea
 /** The reference design's program, from git, in a temporary directory. */
 async function referenceCheckout(): Promise<{ dir: string; mod: string } | string> {
   const dir = await Deno.makeTempDir({ prefix: "tcpgadget-bench-reference-" });
-  const archive = new Deno.Command("git", {
-    args: ["-C", REPO, "archive", "--format=tar", REFERENCE_COMMIT],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const tar = new Deno.Command("tar", { args: ["-x", "-C", dir], stdin: "piped" }).spawn();
-  const [archived] = await Promise.all([
-    archive.output(),
-    archive.stdout.pipeTo(tar.stdin).catch(() => {}),
-  ]).catch((error) => [error]);
-  const untarred = await tar.status;
-  if (!archived?.success || !untarred.success) {
+  const extract = await new Deno.Command("bash", {
+    args: [
+      "-c",
+      'set -o pipefail; git -C "$1" archive --format=tar "$2" | tar -x -C "$3"',
+      "bash",
+      REPO,
+      REFERENCE_COMMIT,
+      dir,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  if (!extract.success) {
     await Deno.remove(dir, { recursive: true });
     return `git archive ${REFERENCE_COMMIT.slice(0, 7)} failed (a shallow clone?)`;
   }
@@ -477,7 +482,7 @@ async function main(): Promise<number> {
             / failed | interrupted |cannot /.test(l)
           )
         ) console.log(`  ${line}`);
-        if (values.timeline) for (const l of measured.timeline) console.log(`  ${l}`);
+        if (values.timeline) { for (const l of measured.timeline) console.log(`  ${l}`); }
         console.log(formatMeasured(measured));
         results.push(measured);
       }
