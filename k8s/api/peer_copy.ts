@@ -144,6 +144,7 @@ export class PeerServer {
     // the server, which then exits (over v4 the stream is closed instead).
     async function* input(): AsyncGenerator<Uint8Array> {
       await inputEnds;
+      yield* [];
     }
     let port: number | undefined;
     let listening = () => {};
