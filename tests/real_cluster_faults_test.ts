@@ -172,12 +172,16 @@ realClusterTest(
   },
 );
 
-/** Processes of the agent container running `head -c` (an upload's copy), oldest first. */
-function uploadCopies(agentPod: Parameters<typeof containerNodePids>[0]) {
+/**
+ * Processes of the agent container running `head -c` on an upload's packed
+ * bytes (each attempt's copy), oldest first; not the `head -c SIZE` that
+ * bounds each attempt's hashing of the unpacked file.
+ */
+function uploadCopies(agentPod: Parameters<typeof containerNodePids>[0], unpackedSize: number) {
   return containerNodePids(agentPod, "agent").flatMap((pid) => {
     try {
       const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
-      if (argv[0] !== "head" || argv[1] !== "-c") return [];
+      if (argv[0] !== "head" || argv[1] !== "-c" || argv[2] === String(unpackedSize)) return [];
       const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       return [{ pid, parent: Number(fields[1]), started: Number(fields[19]) }];
@@ -202,8 +206,9 @@ realClusterTest(
   async () => {
     await using cluster = new RealCluster();
     // tcpgadget talks to the API server through a proxy that cuts its
-    // first upload 30 MB in (holding the API server's side open: the
-    // first attempt's `head` waits on), and pauses the retry 20 MB in.
+    // first upload 30 MB in (of the packed Deno executable's ~43 MB;
+    // holding the API server's side open: the first attempt's `head` waits
+    // on), and pauses the retry 20 MB in.
     const server = new URL(cluster.kc.getCurrentCluster()!.server);
     await using cutter = new UploadCutter(
       { hostname: server.hostname, port: Number(server.port || 443) },
@@ -230,9 +235,11 @@ realClusterTest(
       return paused || undefined;
     }, START_TIMEOUT_MS / 1000);
     const [agentPod] = await cluster.agentPodObjects(runId);
+    const binary = Deno.env.get("TCPGADGET_TEST_BINARY");
+    const [uploaded, local] = binary ? ["tcpgadget", binary] : ["deno", Deno.execPath()];
     // Both attempts' copies run: the first waits for input that never comes.
     const copies = await eventually("both attempts' copies", () => {
-      const now = uploadCopies(agentPod);
+      const now = uploadCopies(agentPod, Deno.statSync(local).size);
       return now.length === 2 ? now : undefined;
     }, 60);
     const first = copies[0];
@@ -249,8 +256,6 @@ realClusterTest(
 
     const agentName = agentPod.metadata!.name!;
     const inPod = (command: string[]) => execText(cluster, namespace, agentName, "agent", command);
-    const binary = Deno.env.get("TCPGADGET_TEST_BINARY");
-    const [uploaded, local] = binary ? ["tcpgadget", binary] : ["deno", Deno.execPath()];
     assertEquals(
       await inPod(["sha256sum", `/tmp/tcpgadget/${uploaded}`]),
       `${await sha256File(local)}  /tmp/tcpgadget/${uploaded}\n`,

@@ -478,7 +478,7 @@ export function stderrLines(stderr: string): string[] {
     .filter((line) => !/: lost (up to )?\d+ events/.test(line))
     .map((line) =>
       line.replace(/tcpgadget-[0-9a-f]{6}-/g, "tcpgadget-RUN-")
-        .replace(/uploaded \d+\.\d MB in \d+\.\d s/, "uploaded N MB in T s")
+        .replace(/uploaded \d+\.\d MB \(\d+\.\d MB unpacked\) in \d+\.\d s/, "uploaded N MB in T s")
     );
 }
 
