@@ -257,16 +257,26 @@ $| = 1;
 print "port " . $server->sockport . "\\n";
 my $select = IO::Select->new($server, \\*STDIN);
 my $last = time;
+my %kids;
+# Its children end with it: each would hold the exec's output open (the
+# client's stream) for up to $growth seconds, serving a copy no one wants.
+sub finish { kill 'KILL', keys %kids; exit 0 }
 while (1) {
   for my $fh ($select->can_read(1)) {
-    if (fileno($fh) == fileno(STDIN)) { sysread(STDIN, my $b, 4096) or exit 0; next }
+    if (fileno($fh) == fileno(STDIN)) { sysread(STDIN, my $b, 4096) or finish(); next }
     my $peer = $server->accept or next;
     $last = time;
     my $pid = fork;
-    if (defined $pid && $pid == 0) { close $server; serve($peer); exit 0 }
+    if (defined $pid && $pid == 0) {
+      close $server;
+      open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null');
+      serve($peer);
+      exit 0;
+    }
+    $kids{$pid} = 1 if $pid;
     close $peer;
   }
-  exit 0 if time - $last > $idle;
+  finish() if time - $last > $idle;
 }
 sub serve {
   my ($s) = @_;
