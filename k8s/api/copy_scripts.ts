@@ -353,8 +353,7 @@ export interface ServedFile {
  * assert.equal(Deno.readTextFileSync(`${dir}/b`), "tcpgadget\n");
  * await server.stdin.close(); // the end of its input ends it
  * assert.equal((await server.status).code, 0);
- * reader.releaseLock();
- * await server.stdout.cancel();
+ * await reader.cancel();
  * Deno.removeSync(dir, { recursive: true });
  * ```
  */

@@ -372,6 +372,8 @@ async function unpackTimes(
       body: {
         metadata: { name },
         spec: {
+          // The test API server has no scheduler.
+          nodeName: where === "fake" ? "node-a" : undefined,
           restartPolicy: "Never",
           activeDeadlineSeconds: 900,
           terminationGracePeriodSeconds: 1,
