@@ -33,7 +33,7 @@ export const GZIP_LEVEL = 5;
  * Deno.writeTextFileSync(`${dir}/a`, "tcpgadget ".repeat(1000));
  * const size = await gzipFile(`${dir}/a`, `${dir}/a.gz`);
  * assert.equal(size, Deno.statSync(`${dir}/a.gz`).size);
- * assert.ok(size < 100);
+ * assert.ok(size < 200); // 10,000 bytes of a repeated word
  * assert.equal(gunzipSync(Deno.readFileSync(`${dir}/a.gz`)).toString(), "tcpgadget ".repeat(1000));
  * Deno.removeSync(dir, { recursive: true });
  * ```
