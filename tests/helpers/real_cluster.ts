@@ -476,6 +476,8 @@ export function stderrLines(stderr: string): string[] {
   return stderr.split("\n").filter(Boolean)
     // The kernel's counts depend on the machine's load, not on the run.
     .filter((line) => !/: lost (up to )?\d+ events/.test(line))
+    // Progress of a copy under way, printed every 10 s: only on a slow machine.
+    .filter((line) => !/^tcpgadget: node \S+: [\d.]+ of [\d.]+ MB from /.test(line))
     .map((line) =>
       line.replace(/tcpgadget-[0-9a-f]{6}-/g, "tcpgadget-RUN-")
         .replace(/uploaded \d+\.\d MB \(\d+\.\d MB unpacked\) in \d+\.\d s/, "uploaded N MB in T s")
