@@ -256,3 +256,44 @@ test("payload distribution (test API server): a copy damaged at its source is re
     await payload.dispose();
   }
 });
+
+test("payload distribution (test API server): a seed that cannot serve (its server cannot listen) does not sink the run: the other nodes get the client's upload", async () => {
+  await using cluster = await FakeCluster.start({
+    nodes: ["a", "b", "c"].map((n) => ({ name: `node-${n}` })),
+  });
+  const payload = await randomPayload(4);
+  try {
+    const [seed, ...others] = await pods(cluster, ["node-a", "node-b", "node-c"]);
+    // An address of no interface here (TEST-NET-1): its server cannot listen there.
+    const broken = { ...seed, podIP: "192.0.2.1" };
+    const record = recorder();
+    const copies = new PayloadDistribution(payload, { parallel: 4, events: record.events });
+    const signal = new AbortController().signal;
+    const seeded = copies.deliver(broken, signal);
+    await Promise.all([seeded, ...others.map((target) => copies.deliver(target, signal))]);
+    await copies.close();
+    // Nothing comes from node-a but its own upload; the others get the
+    // client's upload, or a copy from another node that has it.
+    const lines = record.lines.sort();
+    assertEquals(lines.length, 3, lines.join("\n"));
+    assertEquals(
+      lines[0],
+      "node node-a: uploaded N MB (N MB unpacked) in T s (size and SHA-256 verified)",
+    );
+    for (const [i, line] of lines.slice(1).entries()) {
+      assert(
+        [
+          `node node-${"bc"[i]}: uploaded N MB (N MB unpacked) in T s (size and SHA-256 verified)`,
+          `node node-${"bc"[i]}: copied N MB from node node-${
+            "cb"[i]
+          } in T s (size and SHA-256 verified)`,
+        ].includes(line),
+        lines.join("\n"),
+      );
+    }
+    await assertDelivered([seed, ...others], payload);
+    await assertQuiet(cluster);
+  } finally {
+    await payload.dispose();
+  }
+});

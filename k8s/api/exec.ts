@@ -262,8 +262,23 @@ async function sendStdin(ws: WebSocket, stdin: AsyncIterable<Uint8Array>): Promi
   };
   const gone = () => ws.readyState !== WebSocket.OPEN;
   ws.once("close", () => drained?.());
-  for await (const chunk of stdin) {
-    if (gone()) return;
+  // A command can end (and its stream close) while its input waits for
+  // more: the wait ends with the stream, else the exec would never return
+  // (a peer server that cannot listen, whose input ends only when told).
+  const closed = new Promise<undefined>((resolve) => {
+    if (gone()) resolve(undefined);
+    else ws.once("close", () => resolve(undefined));
+  });
+  const input = stdin[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await Promise.race([input.next(), closed]);
+    if (next === undefined || gone()) {
+      // Its cleanup (closing a file) runs once its pending read settles.
+      input.return?.()?.catch(() => {});
+      return;
+    }
+    if (next.done) break;
+    const chunk = next.value;
     const frame = Buffer.allocUnsafe(chunk.byteLength + 1);
     frame[0] = STDIN;
     frame.set(chunk, 1);
