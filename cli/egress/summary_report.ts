@@ -11,7 +11,7 @@ import type { EgressOutcome } from "./egress_outcome.ts";
 import { rfc3339 } from "./report_time.ts";
 import { describeOrigin, type Rule, ruleText } from "./rule.ts";
 import type { RuleScope } from "./rule_scope.ts";
-import { safeJson } from "./untrusted_text.ts";
+import { printableJson } from "../../core/printable.ts";
 
 /** The summary's schema version. */
 export const SUMMARY_VERSION = 1;
@@ -126,7 +126,7 @@ export function summaryOf(outcome: EgressOutcome): Summary {
 
 /** The summary as JSON text (pretty, ending with a newline). */
 export function summaryJson(outcome: EgressOutcome): string {
-  return safeJson(summaryOf(outcome), 2) + "\n";
+  return printableJson(summaryOf(outcome), 2) + "\n";
 }
 
 function summaryRule(rule: Rule): Omit<SummaryRule, "matched" | "number"> {

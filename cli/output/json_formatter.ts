@@ -6,6 +6,7 @@
  */
 
 import { OPERATIONS } from "../../core/event.ts";
+import { ACTIVE_CHARACTERS } from "../../core/printable.ts";
 import type { Endpoint, TraceEvent } from "../../core/trace_event.ts";
 import { NONE, timestampSecond } from "./columns.ts";
 import type { Formatter } from "./formatter.ts";
@@ -45,7 +46,7 @@ const LINE_END = utf8(`Z"}\n`);
  * tcp` first, then tcpgadget's: tid, uid, gid, mntns, netns, containerid,
  * poduid, timestamp and, for a failed connect, error. Like Go's encoder (and so like the seed
  * document), `<`, `>` and `&` in strings are written as \u escapes, and so are the control
- * characters JSON.stringify leaves (DEL, C1, U+2028, U+2029, bidirectional controls).
+ * characters JSON.stringify leaves (DEL, C1, U+2028, U+2029, bidirectional and invisible ones).
  *
  * Written as bytes from cached pieces rather than with JSON.stringify:
  * this runs for every event, at hundreds of thousands per second, and the
@@ -161,9 +162,9 @@ function endpointJson(endpoint: Endpoint): string {
 
 // What JSON.stringify leaves as is but is escaped as \uXXXX: Go's HTML-safe
 // <, > and &, and, so that a line viewed on a terminal cannot move the
-// cursor or start a line (JSON.stringify escapes C0 already), DEL, the C1
-// controls, U+2028 and U+2029 (as Go does) and the bidirectional controls.
-const ESCAPED = /[<>&\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+// cursor, start a line or hide text (JSON.stringify escapes C0 already),
+// the characters printable() escapes (core/printable.ts).
+const ESCAPED = new RegExp(`[<>&${ACTIVE_CHARACTERS}]`);
 const ESCAPED_ALL = new RegExp(ESCAPED.source, "g");
 
 /**
