@@ -72,6 +72,7 @@ export function agentArgs(flags: TraceFlags, node: string, namespace?: string): 
       connectOnly: flags.connectOnly,
       acceptOnly: flags.acceptOnly,
       failureOnly: flags.failureOnly,
+      names: flags.names,
     }),
   ];
 }

@@ -7,6 +7,7 @@
 
 import { OPERATIONS } from "../../core/event.ts";
 import { ACTIVE_CHARACTERS } from "../../core/printable.ts";
+import type { DestinationName } from "../../core/destination_name.ts";
 import type { Endpoint, TraceEvent } from "../../core/trace_event.ts";
 import { NONE, timestampSecond } from "./columns.ts";
 import type { Formatter } from "./formatter.ts";
@@ -44,7 +45,8 @@ const LINE_END = utf8(`Z"}\n`);
 /**
  * One JSON object per line. Keys and order of Inspektor Gadget's `trace
  * tcp` first, then tcpgadget's: tid, uid, gid, mntns, netns, containerid,
- * poduid, timestamp and, for a failed connect, error. Like Go's encoder (and so like the seed
+ * poduid, timestamp, the remote address's name (dstname, with `--names`) and, for a failed
+ * connect, error. Like Go's encoder (and so like the seed
  * document), `<`, `>` and `&` in strings are written as \u escapes, and so are the control
  * characters JSON.stringify leaves (DEL, C1, U+2028, U+2029, bidirectional and invisible ones).
  *
@@ -109,12 +111,14 @@ export class JsonFormatter implements Formatter {
     out.uint(event.tid);
     out.bytes(this.#tail);
     out.zeroPadded(event.timeNsec, 9);
-    if (event.srcEndpoint || event.dstEndpoint || event.error) {
+    if (event.srcEndpoint || event.dstEndpoint || event.dstName || event.error) {
       out.bytes(TIMESTAMP_END);
       out.text(
         `${event.srcEndpoint ? `,"srcendpoint":${endpointJson(event.srcEndpoint)}` : ""}${
           event.dstEndpoint ? `,"dstendpoint":${endpointJson(event.dstEndpoint)}` : ""
-        }${event.error ? `,"error":"${event.error}"` : ""}`,
+        }${event.dstName ? `,"dstname":${nameJson(event.dstName)}` : ""}${
+          event.error ? `,"error":"${event.error}"` : ""
+        }`,
       );
       out.bytes(OBJECT_END);
     } else {
@@ -152,6 +156,12 @@ function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
   joined.set(first);
   joined.set(second, first.length);
   return joined;
+}
+
+function nameJson(name: DestinationName): string {
+  return `{"name":${jsonString(name.name)},"source":"${name.source}"${
+    name.chain ? `,"chain":[${name.chain.map(jsonString).join(",")}]` : ""
+  }}`;
 }
 
 function endpointJson(endpoint: Endpoint): string {
