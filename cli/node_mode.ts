@@ -142,7 +142,7 @@ export async function openNodeStages(
   flags: TraceFlags,
   io: TraceIo,
   stop: StopControl,
-  tracer: Partial<TracerOptions> = {},
+  options: { tracer?: Partial<TracerOptions>; dnsRingBytes?: number } = {},
 ): Promise<NodeStages | undefined> {
   const filter = kubernetesFilter(flags);
   // Optional: the API names remote pods and services and gives labels.
@@ -164,8 +164,13 @@ export async function openNodeStages(
   let sources: EventSources;
   try {
     sources = await EventSources.open({
-      tracer: { ...tracerOptions(flags, io), filterMountNamespaces: keeper !== undefined, ...tracer },
+      tracer: {
+        ...tracerOptions(flags, io),
+        filterMountNamespaces: keeper !== undefined,
+        ...options.tracer,
+      },
       names: flags.names,
+      dnsRingBytes: options.dnsRingBytes,
       proc: hostPath(flags.hostRoot, "/proc"),
       warn: io.warn,
     });

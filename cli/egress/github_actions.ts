@@ -90,7 +90,9 @@ export function errorAnnotations(outcome: EgressOutcome): string[] {
   if (outcome.lostEvents > 0 && !outcome.allowLost) {
     messages.push([
       "tcpgadget egress: events lost",
-      `${outcome.lostEvents} events lost: the run cannot vouch for what it did not see ` +
+      `${outcome.lostEvents} events lost` +
+      (outcome.lostDetails.length > 0 ? ` (${printable(outcome.lostDetails.join("; "))})` : "") +
+      ": the run cannot vouch for what it did not see " +
       "(--allow-lost to accept)",
     ]);
   }
@@ -186,7 +188,17 @@ export function stepSummaryMarkdown(outcome: EgressOutcome): string {
   }
   if (outcome.lostEvents > 0) {
     out.push(
-      `${outcome.lostEvents} events lost${outcome.allowLost ? " (accepted: --allow-lost)" : ""}.`,
+      `${outcome.lostEvents} events lost${
+        outcome.lostDetails.length > 0 ? ` (${escapeMarkdown(outcome.lostDetails.join("; "))})` : ""
+      }${outcome.allowLost ? ", accepted (--allow-lost)" : ""}.`,
+      "",
+    );
+  }
+  if (outcome.stillRunning.length > 0) {
+    out.push(
+      `Still running when the run ended (their later connections are not judged): ${
+        outcome.stillRunning.map((p) => `pid ${p.pid} ${escapeMarkdown(p.command)}`).join(", ")
+      }.`,
       "",
     );
   }

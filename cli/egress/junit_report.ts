@@ -152,7 +152,8 @@ function lostCase(outcome: EgressOutcome): TestCase {
     failure: {
       message: `${outcome.lostEvents} events lost: the run cannot vouch for what it did not see`,
       type: "lost-events",
-      details: "pass --allow-lost to accept lost events",
+      details: [...outcome.lostDetails.map(printable), "pass --allow-lost to accept lost events"]
+        .join("\n"),
     },
   };
 }

@@ -62,6 +62,13 @@ export function egressTable(outcome: EgressOutcome): string {
     const rows = outcome.destinations.map((d) => destinationRow(d, outcome.rules));
     lines.push(...alignColumns([HEADER, ...rows]));
   }
+  if (outcome.stillRunning.length > 0) {
+    lines.push(
+      `still running when the run ended (their later connections are not judged): ${
+        outcome.stillRunning.map((p) => `pid ${p.pid} ${printable(p.command)}`).join(", ")
+      }`,
+    );
+  }
   for (const expectation of outcome.expectations) {
     const rule = outcome.rules[expectation.ruleIndex];
     lines.push(
@@ -84,7 +91,8 @@ export function egressTable(outcome: EgressOutcome): string {
   }
   if (outcome.lostEvents > 0) {
     lines.push(
-      `tcpgadget: egress: ${outcome.lostEvents} events lost: ` +
+      `tcpgadget: egress: ${outcome.lostEvents} events lost` +
+        (outcome.lostDetails.length > 0 ? ` (${outcome.lostDetails.join("; ")})` : "") + ": " +
         (outcome.allowLost
           ? "accepted (--allow-lost)"
           : "the run cannot vouch for what it did not see (--allow-lost to accept)"),

@@ -65,8 +65,12 @@ export interface Summary {
   exitStatus: number;
   reasons: string[];
   lostEvents: number;
+  /** What was lost, each as a phrase. */
+  lost: string[];
   allowLost: boolean;
   commandStatus: number | null;
+  /** Processes of COMMAND still running when the run ended (later connections not judged). */
+  stillRunning: { pid: number; command: string }[];
   rules: SummaryRule[];
   expectations: { rule: number; text: string; met: boolean; connections: number }[];
   destinations: SummaryDestination[];
@@ -99,8 +103,10 @@ export function summaryOf(outcome: EgressOutcome): Summary {
     exitStatus: outcome.exitStatus,
     reasons: outcome.reasons,
     lostEvents: outcome.lostEvents,
+    lost: [...outcome.lostDetails],
     allowLost: outcome.allowLost,
     commandStatus: outcome.commandStatus ?? null,
+    stillRunning: outcome.stillRunning.map((p) => ({ ...p })),
     rules: outcome.rules.map((rule, i) => ({
       number: i + 1,
       ...summaryRule(rule),
