@@ -94,7 +94,11 @@ export async function runTree(
       });
     }
     const command = await CommandChild.start(flags.commandLine, {
-      admit: (pid) => tracer.traceProcess(pid),
+      admit(pid) {
+        tracer.traceProcess(pid);
+        // Its processes may exit before their connections are read.
+        sources.names?.rememberHostsOf(pid);
+      },
       stop,
     });
     const end = new AbortController();
