@@ -450,3 +450,39 @@ Deno.test({
     assertMatch(changed.stderr, /^tcpgadget: egress: FAILED: 1 destination broke the policy$/m);
   },
 });
+
+Deno.test({
+  name:
+    "egress run: a process COMMAND started that is still running after the grace is listed by pid and command",
+  ignore,
+  async fn() {
+    await using dir = await tempDir();
+    const pidFile = `${dir}/pid`;
+    const result = await CliRun.run([
+      "egress",
+      "run",
+      "--grace",
+      "0.2",
+      "--summary",
+      `${dir}/summary.json`,
+      "--",
+      "sh",
+      "-c",
+      `setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $! > ${pidFile}`,
+    ]);
+    const pid = Number(await Deno.readTextFile(pidFile));
+    try {
+      assertEquals(result.code, 0, result.stderr);
+      assert(
+        result.stderr.includes(
+          `still running when the run ended (their later connections are not judged): pid ${pid} sleep\n`,
+        ),
+        result.stderr,
+      );
+      const summary: Summary = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
+      assertEquals(summary.stillRunning, [{ pid, command: "sleep" }]);
+    } finally {
+      Deno.kill(pid, "SIGKILL");
+    }
+  },
+});
