@@ -12,7 +12,7 @@
 
 import type { TracerOptions } from "../core/tracer.ts";
 import type { TcpEvent } from "../core/event.ts";
-import { UsageError } from "../core/errors.ts";
+import { TcpgadgetError, UsageError } from "../core/errors.ts";
 import { containerNamingWarning } from "../core/system.ts";
 import type { Enricher, KubernetesFields } from "../core/trace_event.ts";
 import { containerSelection, type KubernetesFilter } from "../k8s/pod_filter.ts";
@@ -149,6 +149,13 @@ export async function openNodeStages(
   const api = usesApi(flags) ? await stop.race(startMetadata(flags, io)) : undefined;
   if (stop.stopped) {
     await api?.metadata.stop();
+    // A run that ends by its clock before it traced anything did not do
+    // what was asked: say why, as a failure (a Ctrl-C is the user's own).
+    if (stop.reason === "timeout") {
+      throw new TcpgadgetError(
+        `--timeout (${flags.timeout} s) ended the run before tracing started: the Kubernetes API server had not answered yet`,
+      );
+    }
     return undefined;
   }
   const metadata = api?.metadata;

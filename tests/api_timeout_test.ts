@@ -77,7 +77,7 @@ for (const silence of ["tcp", "tls"] as Silence[]) {
       // Side by side: each run is its own process and connection.
       const runs = [
         ["trace", "tcp", ...kubeconfig, "-o", "json"],
-        ["trace", "tcp", ...kubeconfig, "--timeout", "1"],
+        ["trace", "tcp", ...kubeconfig, "--timeout", "60"],
         ["trace", "tcp", "--cluster", ...kubeconfig],
         ["cleanup", ...kubeconfig],
       ];

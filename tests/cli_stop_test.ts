@@ -246,7 +246,8 @@ Deno.test({
     assert(ms < STOP_BOUND_MS, `Ctrl-C took ${ms} ms`);
     assertEquals(run.stdoutLines, []);
 
-    // --timeout counts from the start, the wait for the API included.
+    // --timeout counts from the start, the wait for the API included; a
+    // run it ends before tracing started says so and fails.
     const started = performance.now();
     const timed = CliRun.start([
       "trace",
@@ -260,7 +261,10 @@ Deno.test({
     ]);
     const timedStatus = await timed.finish(30_000);
     const ran = performance.now() - started;
-    assertEquals(timedStatus.code, 0, timed.stderr);
+    assertEquals(timedStatus.code, 1, timed.stderr);
+    assertEquals(timed.stderr.trim().split("\n"), [
+      "tcpgadget: --timeout (2 s) ended the run before tracing started: the Kubernetes API server had not answered yet",
+    ]);
     assert(ran < 2000 + STOP_BOUND_MS, `--timeout 2 ended after ${ran} ms`);
   },
 });

@@ -20,10 +20,20 @@ import {
 } from "../kube_apiserver/mod.ts";
 import { canUseMountNamespaces } from "../kube_apiserver/sandbox.ts";
 import { kubeletFilesSkipReason } from "../kube_apiserver/kubelet_files.ts";
+import { deflateSync } from "node:zlib";
 
-// Passed as `python3 -c`: the pod's file system need not see this checkout
-// (a pod has its own /tmp, where a checkout may well be).
-const ACTOR_SOURCE = Deno.readTextFileSync(new URL("./tcp_actor.py", import.meta.url));
+/**
+ * The actor's source, for `python3 -c`: the pod's file system need not see
+ * this checkout (a pod has its own /tmp, where a checkout may well be).
+ * Compressed, since it travels in the exec URL, whose request line must
+ * stay under the API server's 16 KiB limit on headers (the plain source,
+ * URL-encoded, is past it).
+ */
+const ACTOR_SOURCE = `import base64,zlib;exec(zlib.decompress(base64.b64decode("${
+  deflateSync(Deno.readTextFileSync(new URL("./tcp_actor.py", import.meta.url))).toString(
+    "base64",
+  )
+}")))`;
 
 /** The label tcpgadget puts on its pods. */
 export const AGENT_SELECTOR = "app.kubernetes.io/managed-by=tcpgadget";
