@@ -24,6 +24,12 @@ import { DamagedCopyError, type Payload, uploadPayload } from "./self_copy.ts";
 const POD_START_TIMEOUT_MS = 180_000;
 /** Reconnects of a node's event stream (or uploads) in a row before the node is given up. */
 const RECONNECTS = 3;
+/**
+ * Pauses before each reconnect in a row: a kubelet that restarts (an
+ * upgrade) does not serve exec for a moment (0.5 s for the test cluster's,
+ * on a quiet machine; longer on a busy node), and the three cover 21 s.
+ */
+const RECONNECT_PAUSES_MS = [1000, 4000, 16000];
 /** The line node mode prints on stderr once its programs are attached. */
 const TRACING_LINE = /^(tcpgadget: )?tracing TCP connections/;
 
@@ -139,17 +145,27 @@ export class AgentSession {
       let drops = 0;
       while (!signal.aborted) {
         let started = false;
+        let dropped: ExecDroppedError;
         try {
           const { exitCode } = await this.#stream(payload, signal, () => started = true);
           if (signal.aborted) return;
-          throw new TcpgadgetError(`the tracer in the pod exited with status ${exitCode}`);
+          if (exitCode !== 0) {
+            throw new TcpgadgetError(`the tracer in the pod exited with status ${exitCode}`);
+          }
+          // The tracer ends with 0 only when stopped, and only we stop it:
+          // a stream whose API server lost its kubelet (a kubelet restart)
+          // ends with Success while the tracer runs on.
+          dropped = new ExecDroppedError(
+            "the event stream ended with status 0 while the tracer was not stopped",
+          );
         } catch (error) {
           if (!(error instanceof ExecDroppedError) || signal.aborted) throw error;
-          drops = started ? 1 : drops + 1;
-          if (drops > RECONNECTS) throw error;
-          this.#warn(`event stream dropped; reconnecting (${drops}/${RECONNECTS})`);
-          await sleep(500 * drops, signal);
+          dropped = error;
         }
+        drops = started ? 1 : drops + 1;
+        if (drops > RECONNECTS) throw dropped;
+        this.#warn(`event stream dropped; reconnecting (${drops}/${RECONNECTS})`);
+        await sleep(RECONNECT_PAUSES_MS[drops - 1], signal);
       }
     } catch (error) {
       if (signal.aborted) return;

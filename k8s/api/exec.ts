@@ -38,7 +38,11 @@ export interface ExecOptions {
   onStderr?: (chunk: Uint8Array) => void;
   /** Aborting closes the stream (the command is then ended by the kubelet). */
   signal?: AbortSignal;
-  /** Ping period; the stream counts as dropped after three without an answer (default 20 s). */
+  /**
+   * Ping period; the stream counts as dropped after three without an
+   * answer (default 20 s). A stream without stdin also sends a keep-alive
+   * message each period.
+   */
   pingIntervalMs?: number;
   /** How long opening the stream may take (default: api_timeout.ts's bound). */
   openTimeoutMs?: number;
@@ -77,12 +81,33 @@ interface StatusObject {
   details?: { causes?: { reason?: string; message?: string }[] };
 }
 
-/** The exit code in an exec status (channel 3), or an error for other failures. */
+/**
+ * The exit code in an exec status (channel 3). Any other failure is the
+ * API server's or the kubelet's, not the command's (the API server's leg
+ * to the kubelet broke: kube-apiserver's stream translator reports it as
+ * an InternalError): an {@link ExecDroppedError}, since the command may
+ * still run.
+ *
+ * @example
+ * ```ts
+ * import { ExecDroppedError, exitCodeOf } from "./exec.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(exitCodeOf({ status: "Success" }), 0);
+ * assert.equal(exitCodeOf({
+ *   status: "Failure", reason: "NonZeroExitCode",
+ *   details: { causes: [{ reason: "ExitCode", message: "3" }] },
+ * }), 3);
+ * assert.throws(
+ *   () => exitCodeOf({ status: "Failure", reason: "InternalError", message: "Internal error occurred: EOF" }),
+ *   ExecDroppedError,
+ * );
+ * ```
+ */
 export function exitCodeOf(status: StatusObject): number {
   if (status.status === "Success") return 0;
   const cause = status.details?.causes?.find((c) => c.reason === "ExitCode");
   if (status.reason === "NonZeroExitCode" && cause?.message) return Number(cause.message);
-  throw new TcpgadgetError(`exec failed: ${status.message ?? JSON.stringify(status)}`);
+  throw new ExecDroppedError(`exec failed: ${status.message ?? JSON.stringify(status)}`);
 }
 
 /** The WebSocket URL of an exec request. */
@@ -191,9 +216,16 @@ export async function execInPod(
   let unanswered = 0;
   ws.on("pong", () => unanswered = 0);
   ws.on("message", () => unanswered = 0);
+  // Pings do not keep an exec stream open: its idle timeout (kube-apiserver's
+  // stream translator: 4 h for v5; containerd's stream_idle_timeout, 4 h by
+  // default, for v4) is reset by messages only. A stream without standard
+  // input, quiet for hours (a tracer on an idle node), also sends an empty
+  // message on the stdin channel, which the server discards.
+  const keepAlive = options.stdin === undefined ? Buffer.from([STDIN]) : undefined;
   const pinger = setInterval(() => {
-    if (++unanswered > 3) ws.terminate();
-    else ws.ping();
+    if (++unanswered > 3) return ws.terminate();
+    ws.ping();
+    if (keepAlive) ws.send(keepAlive);
   }, options.pingIntervalMs ?? 20_000);
 
   let closeTimer: ReturnType<typeof setTimeout> | undefined;

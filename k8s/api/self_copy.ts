@@ -166,13 +166,41 @@ export interface UploadReport {
   reused: number;
 }
 
+/**
+ * The shell script that writes standard input to `path`: `head -c` stops
+ * after exactly the file's bytes, so the copy ends even over protocol v4,
+ * which cannot signal the end of standard input. Each attempt writes a
+ * temporary file of its own, and renames it only once it has every byte:
+ * the commands of an attempt cut short run on in the pod (containerd keeps
+ * exec'd processes when their client goes) until their input ends, maybe
+ * after a retry; with one shared name, such a late `mv` moved the retry's
+ * file away while it was written (and its `head`, still writing, kept the
+ * final file busy: "Text file busy" when run).
+ *
+ * @example
+ * ```ts
+ * import { copyScript } from "./self_copy.ts";
+ * import assert from "node:assert/strict";
+ * const script = copyScript("/tmp/tcpgadget/deno", 5, "a1b2c3");
+ * assert.match(script, /head -c 5 > '\/tmp\/tcpgadget\/deno\.a1b2c3\.part'/);
+ * ```
+ */
+export function copyScript(path: string, size: number, attempt: string): string {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const tmp = `'${path}.${attempt}.part'`;
+  return `mkdir -p '${dir}' && head -c ${size} > ${tmp} && got=$(stat -c %s ${tmp}) ` +
+    `|| { rm -f ${tmp}; exit 1; }; ` +
+    `if [ "$got" != ${size} ]; then rm -f ${tmp}; ` +
+    `echo "copy cut short: $got of ${size} bytes arrived" >&2; exit 1; fi; ` +
+    `chmod 755 ${tmp} && mv ${tmp} '${path}' || { rm -f ${tmp}; exit 1; }`;
+}
+
 /** Streams one file into the pod, under a temporary name renamed when complete. */
 async function sendFile(target: ExecTarget, file: PayloadFile, signal?: AbortSignal) {
   const path = `${AGENT_DIR}/${file.name}`;
-  // `head -c` stops after exactly the file's bytes, so the copy ends even
-  // over protocol v4, which cannot signal the end of standard input.
-  const script = `mkdir -p '${AGENT_DIR}' && head -c ${file.size} > '${path}.part' && ` +
-    `chmod 755 '${path}.part' && mv '${path}.part' '${path}'`;
+  const attempt = [...crypto.getRandomValues(new Uint8Array(4))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  const script = copyScript(path, file.size, attempt);
   let stderr = "";
   const source = await Deno.open(file.path);
   let exitCode: number;

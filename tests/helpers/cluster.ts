@@ -196,7 +196,7 @@ export async function assertNothingLeft(cluster: FakeCluster, pids: number[]): P
 
 /** Runs a command in a container (client-node's Exec) and returns its standard output. */
 export function execText(
-  cluster: FakeCluster,
+  cluster: { kc: k8s.KubeConfig },
   namespace: string,
   pod: string,
   container: string,
@@ -230,7 +230,8 @@ type Reply = Record<string, any>;
 /**
  * tcp_actor.py running in a pod's container, driven through an exec
  * session (client-node's own Exec, not tcpgadget's): its connections are
- * the pod's.
+ * the pod's. In the test API server's pods or a real cluster's (any
+ * `cluster` with a KubeConfig); `pid` is the actor's PID in its pod.
  */
 export class PodActor {
   readonly comm: string;
@@ -248,7 +249,7 @@ export class PodActor {
 
   /** Starts the actor named `comm` in `namespace/pod`'s container. */
   static async start(
-    cluster: FakeCluster,
+    cluster: { kc: k8s.KubeConfig },
     namespace: string,
     pod: string,
     container: string,
@@ -299,7 +300,7 @@ export class PodActor {
   /** Sends one command and returns its JSON reply. */
   async do(command: string): Promise<Reply> {
     this.#stdin.write(`${command}\n`);
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     while (this.#lines.length === 0) {
       if (this.#ended || Date.now() > deadline) {
         throw new Error(`pod actor ${this.comm} gave no answer to "${command}": ${this.#stderr}`);

@@ -47,6 +47,13 @@ export interface DropPlan {
   afterOutputBytes?: number;
   /** Drop this long after the process started. */
   afterMs?: number;
+  /**
+   * Instead of cutting the connection, end the stream with this status on
+   * the error channel and leave the command running, as kube-apiserver's
+   * stream translator does when its leg to the kubelet ends (`Success`,
+   * seen on a kubelet restart) or fails (`InternalError`).
+   */
+  endWith?: "Success" | "InternalError";
 }
 
 /** What a session runs. */
@@ -152,8 +159,23 @@ export class ExecSession {
       (drop.afterStdinBytes !== undefined && this.#stdinBytes >= drop.afterStdinBytes) ||
       (drop.afterOutputBytes !== undefined && this.#outputBytes >= drop.afterOutputBytes)
     ) {
-      this.#terminate();
+      this.#drop();
     }
+  }
+
+  /** Breaks the session as the plan says: a cut, or an end with a status. */
+  #drop(): void {
+    const endWith = this.#o.drop?.endWith;
+    if (endWith === undefined) return this.#terminate();
+    const status = endWith === "Success" ? { metadata: {}, status: "Success" } : {
+      metadata: {},
+      status: "Failure",
+      message: "Internal error occurred: error reading from error stream: EOF",
+      reason: "InternalError",
+      details: { causes: [{ message: "error reading from error stream: EOF" }] },
+      code: 500,
+    };
+    void this.#finish(status);
   }
 
   /** Writes the final status on the error channel, in the protocol's form. */
@@ -244,7 +266,7 @@ export class ExecSession {
     });
     this.#child = child;
     if (o.drop?.afterMs !== undefined) {
-      this.#dropTimer = setTimeout(() => this.#terminate(), o.drop.afterMs);
+      this.#dropTimer = setTimeout(() => this.#drop(), o.drop.afterMs);
     }
 
     // stdin: bounded queue; pausing the socket pushes back on the client.
