@@ -10,7 +10,7 @@
  */
 
 import { Actor } from "./helpers/actors.ts";
-import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assertEquals, assertMatch } from "./helpers/assert.ts";
 import { CliRun } from "./helpers/cli.ts";
 import { assertNothingLeft, clusterSkipReason, FakeCluster, PodActor } from "./helpers/cluster.ts";
 import type { Summary } from "../cli/egress/summary_report.ts";
@@ -224,7 +224,7 @@ for (const mode of ["node mode, with the API", "--cluster"] as const) {
           .catch(() => {})
       );
       const listener = Deno.listen({ hostname: "0.0.0.0", port: 0 });
-      cluster.defer(async () => listener.close());
+      cluster.defer(() => Promise.resolve().then(() => listener.close()));
       const port = (listener.addr as Deno.NetAddr).port;
       await Deno.writeTextFile(`${dir}/pod.json`, JSON.stringify(e2ePod(name, port)));
       await Deno.writeTextFile(
@@ -271,7 +271,10 @@ for (const mode of ["node mode, with the API", "--cluster"] as const) {
       });
       // The pod's connection is held until the watch has shown (and so
       // judged) both connects; meanwhile its process is read.
-      const conn = await listener.accept();
+      const conn = await Promise.race([listener.accept(), run.child.status.then(() => undefined)]);
+      if (conn === undefined) {
+        throw new Error(`egress watch ended before the pod connected: ${run.stderr}`);
+      }
       const pod = await cluster.waitPod(
         E2E_NAMESPACE,
         name,
