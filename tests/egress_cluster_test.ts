@@ -188,7 +188,7 @@ function e2ePod(name: string, port: number) {
   return {
     apiVersion: "v1",
     kind: "Pod",
-    metadata: { name, namespace: E2E_NAMESPACE, labels: { app: "egress-e2e" } },
+    metadata: { name, namespace: E2E_NAMESPACE, labels: { app: name } },
     spec: {
       restartPolicy: "Never",
       // Ends on its own if the test dies before deleting it.
@@ -229,7 +229,7 @@ for (const mode of ["node mode, with the API", "--cluster"] as const) {
       await Deno.writeTextFile(`${dir}/pod.json`, JSON.stringify(e2ePod(name, port)));
       await Deno.writeTextFile(
         `${dir}/policy.yaml`,
-        `rules:\n  - allow: "allowed.e2e.test:${port}"\n    namespace: ${E2E_NAMESPACE}\n    labels: { app: egress-e2e }\n`,
+        `rules:\n  - allow: "allowed.e2e.test:${port}"\n    namespace: ${E2E_NAMESPACE}\n    labels: { app: ${name} }\n`,
       );
       const kubectl = `${KUBECTL} --kubeconfig ${cluster.kubeconfig} -n ${E2E_NAMESPACE}`;
       const where = mode === "--cluster"
@@ -250,6 +250,9 @@ for (const mode of ["node mode, with the API", "--cluster"] as const) {
         cluster.kubeconfig,
         "-n",
         E2E_NAMESPACE,
+        // Only this test's pod: other tests' pods may share the namespace.
+        "-l",
+        `app=${name}`,
         "--policy",
         `${dir}/policy.yaml`,
         "--summary",
