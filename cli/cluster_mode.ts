@@ -53,6 +53,20 @@ const OUTPUT_LIMIT = 16 << 20;
 export interface ClusterOptions {
   /** The program's entry module, bundled for the pods under `deno run`. */
   main: URL;
+  /** What `egress watch --cluster` adds. */
+  judge?: ClusterJudge;
+}
+
+/** What `egress watch --cluster` adds to cluster mode's flow. */
+export interface ClusterJudge {
+  /** Every event that passes the filter, with its pod's labels (before it is written). */
+  sink(event: TraceEvent, labels: Record<string, string> | undefined): void;
+  /** Whether events are also written to stdout (`-o`). */
+  write: boolean;
+  /** Called once every node traces; the run ends when what it returns settles (COMMAND). */
+  tracing(): Promise<unknown> | undefined;
+  /** A node was given up: its events from then on are not seen. */
+  nodeFailed(node: string): void;
 }
 
 /**
@@ -76,6 +90,7 @@ export function agentArgs(flags: TraceFlags, node: string, namespace?: string): 
       connectOnly: flags.connectOnly,
       acceptOnly: flags.acceptOnly,
       failureOnly: flags.failureOnly,
+      names: flags.names,
     }),
   ];
 }
@@ -144,11 +159,17 @@ async function runCluster(
   const held = new HeldOutput(output, formatter, warn);
   const metadata = new ClusterMetadata(warn);
   const enricher = new MetadataEnricher(metadata);
+  const judge = options.judge;
   const pipeline = new EventPipeline({
     enricher,
     filter,
     labelsOf: (event) => enricher.labelsOf(event),
-    sink: held.write,
+    sink: judge
+      ? (event) => {
+        judge.sink(event, enricher.labelsOf(event));
+        if (judge.write) held.write(event);
+      }
+      : held.write,
   });
 
   // The reader of our output may go away while no event is written.
@@ -190,7 +211,8 @@ async function runCluster(
         pipeline.handle(event);
       },
       warn: (session, message) => warn(`node ${session.node}: ${message}`),
-      settled() {
+      settled(session) {
+        if (session.failed) judge?.nodeFailed(session.node);
         if (!sessions.every((s) => s.ready || s.failed)) return;
         // Every node traces or failed: the copies are over.
         void copies?.close();
@@ -200,6 +222,7 @@ async function runCluster(
           held.release(ready);
           // --timeout counts from when the nodes trace, not from the pods' start.
           if (flags.timeout !== undefined) stop.startTimeout(flags.timeout);
+          judge?.tracing()?.finally(() => stop.stop());
         }
         if (sessions.every((s) => s.failed)) allFailed();
       },

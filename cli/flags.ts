@@ -27,6 +27,8 @@ export interface TraceFlags {
   nodes?: string[];
   /** Include host processes when a container filter is given. */
   host: boolean;
+  /** Name remote addresses from DNS answers and hosts files (DSTNAME, `dstname`). */
+  names: boolean;
   /** Where the host's root file system is (in a pod: /host). */
   hostRoot: string;
   /** Name printed as NODE (default: the host name). */
@@ -65,6 +67,7 @@ const OPTIONS = {
   selector: { type: "string", short: "l" },
   node: { type: "string" },
   host: { type: "boolean", default: false },
+  names: { type: "boolean", default: false },
   "host-root": { type: "string", default: "/" },
   "node-name": { type: "string" },
   cluster: { type: "boolean", default: false },
@@ -98,6 +101,7 @@ const FIELDS = {
   selector: "selector",
   node: "nodes",
   host: "host",
+  names: "names",
   "host-root": "hostRoot",
   "node-name": "nodeName",
   cluster: "cluster",
@@ -131,6 +135,8 @@ Flags:
   -l, --selector K=V,...     only pods with these labels
       --node NAME,...        only these nodes (cluster mode)
       --host                 with a pod filter, also show host processes
+      --names                name remote addresses from DNS answers and hosts files (the
+                             hidden column dstname; JSON key dstname)
       --host-root PATH       the host's / (default /; in a pod, where it is mounted)
       --node-name NAME       name shown as NODE (default: the host name)
       --in-cluster           node mode: use the pod's service account for the API (as --kubeconfig)
@@ -152,7 +158,7 @@ Cluster mode (from anywhere with a kubeconfig; nothing to install):
 
 Columns (custom-columns names; the first twelve are the default):
   node namespace pod container t pid comm ip saddr daddr sport dport
-  error tid uid gid mntns netns containerid poduid src dst timestamp
+  error tid uid gid mntns netns containerid poduid src dst dstname timestamp
 `;
 
 /**
@@ -179,6 +185,7 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     failureOnly: values["failure-only"],
     allNamespaces: values["all-namespaces"],
     host: values.host,
+    names: values.names,
     hostRoot: values["host-root"],
     help: values.help,
     cluster: values.cluster,

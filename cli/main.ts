@@ -15,6 +15,8 @@ export const HELP = `tcpgadget: trace TCP connections with eBPF, with process, c
 
 Usage:
   tcpgadget trace tcp [flags]   trace connect, accept and close events (see --help)
+  tcpgadget egress run|watch|record [flags]
+                                judge a workload's connections against a policy (see egress --help)
   tcpgadget cleanup [flags]     delete agent pods left in the cluster by earlier runs
   tcpgadget version             versions of tcpgadget, libbpf and the BPF object
   tcpgadget help                this text
@@ -71,6 +73,10 @@ async function dispatch(args: string[]): Promise<number> {
         return await traceCluster(parsed, { main: new URL("../mod.ts", import.meta.url) });
       }
       return await traceTcp(parsed);
+    }
+    case "egress": {
+      const { egress } = await import("./egress_mode.ts");
+      return await egress(rest);
     }
     case "cleanup": {
       const flags = parseCleanupFlags(rest);

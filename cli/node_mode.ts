@@ -2,7 +2,7 @@
  * `tcpgadget trace tcp` in node mode: the whole flow of an event, from the
  * kernel to a line of output:
  *
- *   kernel event --(ring buffer)--> decode --> enrich --> filter --> format
+ *   kernel event --(ring buffer)--> decode --> enrich --> filter --> name --> format
  *
  * and the ways it ends: Ctrl-C, SIGTERM, SIGHUP, --timeout, or the reader
  * of stdout going away. Every way ends with all programs detached.
@@ -10,7 +10,7 @@
  * @module
  */
 
-import { TcpTracer, type TracerOptions } from "../core/tracer.ts";
+import type { TracerOptions } from "../core/tracer.ts";
 import type { TcpEvent } from "../core/event.ts";
 import { TcpgadgetError, UsageError } from "../core/errors.ts";
 import { containerNamingWarning } from "../core/system.ts";
@@ -23,12 +23,13 @@ import { hostPath } from "../k8s/node/host_paths.ts";
 import type { ClusterMetadata } from "../k8s/api/cluster_metadata.ts";
 import type { MetadataEnricher } from "../k8s/api/metadata_enricher.ts";
 import { formatterFor } from "./output/formatter.ts";
-import { LineOutput, notWritten } from "./output/line_output.ts";
+import { LineOutput } from "./output/line_output.ts";
 import type { TraceFlags } from "./flags.ts";
 import { EventPipeline, writeTo } from "./pipeline.ts";
 import { DEFAULT_IO, type TraceIo } from "./run_io.ts";
-import { STOP_GRACE_MS, StopControl } from "./stop_control.ts";
-import { sleep } from "../core/sleep.ts";
+import { StopControl } from "./stop_control.ts";
+import { EventSources } from "./event_sources.ts";
+import { readEvents } from "./read_events.ts";
 
 /** The tracer options that `trace tcp` flags ask for. */
 export function tracerOptions(flags: TraceFlags, io: TraceIo = DEFAULT_IO): TracerOptions {
@@ -102,23 +103,50 @@ interface ApiNames {
 
 type PodFields = Pick<KubernetesFields, "podUid" | "namespace" | "pod">;
 
-/** Runs `trace tcp` on this host until it is told to stop. Returns the exit status. */
-export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Promise<number> {
-  // Validate everything before touching the kernel.
-  const formatter = formatterFor(flags.output);
-  const filter = kubernetesFilter(flags);
-  const useApi = flags.kubeconfig !== undefined || flags.context !== undefined || flags.inCluster;
-  if (filter.labels && !useApi) {
+/** Node mode's stages on this host, attached: what `trace tcp` and `egress watch` run over. */
+export interface NodeStages extends AsyncDisposable {
+  /** The tracer and, with `--names`, the names of destinations. */
+  sources: EventSources;
+  enricher: Enricher;
+  filter: KubernetesFilter;
+  /** The labels of an event's pod (from the API; undefined without it). */
+  labelsOf(fields: PodFields): Record<string, string> | undefined;
+  /**
+   * `handle`, with the container filter's decision on each event's mount
+   * namespace made first (the kernel is told, for the namespace's next
+   * events).
+   */
+  deciding(handle: (event: TcpEvent) => void): (event: TcpEvent) => void;
+}
+
+/** The `--selector` needs labels, so the API. */
+export function checkSelector(flags: TraceFlags): void {
+  if (flags.selector && !usesApi(flags)) {
     throw new UsageError(
       "--selector needs the Kubernetes API for pod labels: give --kubeconfig (or --in-cluster), or use cluster mode (--cluster)",
     );
   }
-  // Signals and --timeout are in force from here on, the wait for the API included.
-  using stop = new StopControl();
-  if (flags.timeout !== undefined) stop.startTimeout(flags.timeout);
+}
 
+function usesApi(flags: TraceFlags): boolean {
+  return flags.kubeconfig !== undefined || flags.context !== undefined || flags.inCluster;
+}
+
+/**
+ * Attaches node mode's stages: the API's names if asked for, the
+ * containers of this node, the container filter (in the kernel), the
+ * tracer and, with `--names`, the DNS snooper. Undefined if the run was
+ * stopped meanwhile (while waiting for the API).
+ */
+export async function openNodeStages(
+  flags: TraceFlags,
+  io: TraceIo,
+  stop: StopControl,
+  options: { tracer?: Partial<TracerOptions>; dnsRingBytes?: number } = {},
+): Promise<NodeStages | undefined> {
+  const filter = kubernetesFilter(flags);
   // Optional: the API names remote pods and services and gives labels.
-  const api = useApi ? await stop.race(startMetadata(flags, io)) : undefined;
+  const api = usesApi(flags) ? await stop.race(startMetadata(flags, io)) : undefined;
   if (stop.stopped) {
     await api?.metadata.stop();
     // A run that ends by its clock before it traced anything did not do
@@ -128,7 +156,7 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
         `--timeout (${flags.timeout} s) ended the run before tracing started: the Kubernetes API server had not answered yet`,
       );
     }
-    return 0;
+    return undefined;
   }
   const metadata = api?.metadata;
   const labelsOf = (fields: PodFields) => api?.labelsOf(fields);
@@ -140,11 +168,18 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   resolver.refresh();
   const selection = containerSelection(filter, labelsOf);
   const keeper = selection ? new MountNamespaceFilter(resolver, selection) : undefined;
-  let tracer: TcpTracer;
+  let sources: EventSources;
   try {
-    tracer = TcpTracer.open({
-      ...tracerOptions(flags, io),
-      filterMountNamespaces: keeper !== undefined,
+    sources = await EventSources.open({
+      tracer: {
+        ...tracerOptions(flags, io),
+        filterMountNamespaces: keeper !== undefined,
+        ...options.tracer,
+      },
+      names: flags.names,
+      dnsRingBytes: options.dnsRingBytes,
+      proc: hostPath(flags.hostRoot, "/proc"),
+      warn: io.warn,
     });
   } catch (error) {
     keeper?.close();
@@ -153,69 +188,62 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   }
   const ptrace = containerNamingWarning();
   if (ptrace) io.warn(ptrace);
-  keeper?.attach(tracer);
+  keeper?.attach(sources.tracer);
   resolver.start(keeper ? 500 : 1000, (error) => io.warn(`container rescan failed: ${error}`));
   const containers = new ContainerEnricher(resolver, nodeName(flags));
-  const enricher: Enricher = api ? api.enricher(containers) : containers;
+  return {
+    sources,
+    enricher: api ? api.enricher(containers) : containers,
+    filter,
+    labelsOf,
+    deciding: (handle) =>
+      keeper
+        ? (event) => {
+          keeper.decide(event);
+          handle(event);
+        }
+        : handle,
+    async [Symbol.asyncDispose]() {
+      resolver.stop();
+      keeper?.close();
+      await sources.close();
+      await metadata?.stop();
+    },
+  };
+}
 
-  // A stop wakes the reader wherever it waits: for the kernel, between
-  // batches, or for the reader of stdout.
-  stop.signal.addEventListener("abort", () => tracer.stop(), { once: true });
+/** Runs `trace tcp` on this host until it is told to stop. Returns the exit status. */
+export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Promise<number> {
+  // Validate everything before touching the kernel.
+  const formatter = formatterFor(flags.output);
+  checkSelector(flags);
+  // Signals and --timeout are in force from here on, the wait for the API included.
+  using stop = new StopControl();
+  if (flags.timeout !== undefined) stop.startTimeout(flags.timeout);
+  await using stages = await openNodeStages(flags, io, stop);
+  if (stages === undefined) return 0;
   const output = new LineOutput(io.stdout);
   try {
     // Printed once the programs are attached, so a script can wait for it.
     const header = formatter.header();
     if (header !== undefined) output.line(header);
-    else io.warn(`tracing TCP connections (attached via ${tracer.attachMethod})`);
+    else io.warn(`tracing TCP connections (attached via ${stages.sources.tracer.attachMethod})`);
     output.flush();
 
-    // decode (in drain) -> enrich -> filter -> format
+    // decode (in readEvents) -> enrich -> filter -> name -> format
     const pipeline = new EventPipeline({
-      enricher,
-      filter,
-      labelsOf,
+      ...stages,
+      names: stages.sources.names,
       sink: writeTo(formatter, output),
     });
-    const handle = keeper
-      ? (event: TcpEvent) => {
-        keeper.decide(event);
-        pipeline.handle(event);
-      }
-      : pipeline.handle.bind(pipeline);
-    while (!stop.stopped && !output.closed) {
-      if (output.backlogged) {
-        // The reader of stdout is behind: events wait in the kernel's
-        // rings meanwhile, and what does not fit there is counted as lost.
-        await output.ready(stop.signal);
-        continue;
-      }
-      // Events are formatted before the next record is decoded.
-      const read = tracer.drain(handle, { reuse: true });
-      // A write tells that the reader is gone; with nothing to write, ask.
-      const writing = output.buffer.length > 0;
-      if (!output.flush() || (!writing && output.readerGone())) break;
-      tracer.reportLost();
-      if (read > 0) {
-        // Events are flowing: let a batch build up for a moment rather
-        // than ask poll() (a thread hop per call) after every few events.
-        await sleep(tracer.batchIntervalMs, stop.signal);
-      } else {
-        await tracer.wait();
-      }
-    }
-    if (!output.closed) {
-      // Events that happened before the stop still count; what the reader
-      // does not take within the grace period is reported, not waited for.
-      tracer.drain(handle, { reuse: true });
-      const unwritten = await output.finish(STOP_GRACE_MS);
-      if (unwritten > 0 && !output.closed) io.warn(notWritten(unwritten));
-    }
+    await readEvents(stages.sources, stages.deciding((event) => pipeline.handle(event)), {
+      until: stop.signal,
+      output,
+      endWithReader: true,
+      warn: io.warn,
+    });
   } finally {
     output.close();
-    resolver.stop();
-    keeper?.close();
-    await tracer.close();
-    await metadata?.stop();
   }
   return 0;
 }

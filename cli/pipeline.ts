@@ -2,12 +2,13 @@
  * The stages every run mode shares once an event is decoded (from a ring
  * buffer in node mode, from an agent's JSON line in cluster mode):
  *
- *   decode --> enrich --> filter --> sink (format and write, or judge)
+ *   decode --> enrich --> filter --> name --> sink (format and write, or judge)
  *
  * @module
  */
 
 import type { TcpEvent } from "../core/event.ts";
+import type { NameDirectory } from "../core/destination_name.ts";
 import type { Enricher, TraceEvent } from "../core/trace_event.ts";
 import { type KubernetesFilter, matchesFilter, selectsContainers } from "../k8s/pod_filter.ts";
 import type { Formatter } from "./output/formatter.ts";
@@ -19,6 +20,8 @@ export interface PipelineStages {
   filter: KubernetesFilter;
   /** The labels of an event's pod, for `-l` (from the API). */
   labelsOf?: (event: TraceEvent) => Record<string, string> | undefined;
+  /** Names each event's remote address (`--names`, egress): sets `dstName`. */
+  names?: NameDirectory;
   /** Where events that pass go. */
   sink: (event: TraceEvent) => void;
 }
@@ -32,6 +35,7 @@ export interface PipelineStages {
  * import { EventPipeline } from "./pipeline.ts";
  * import { NodeEnricher } from "../core/trace_event.ts";
  * import type { TcpEvent } from "../core/event.ts";
+import type { NameDirectory } from "../core/destination_name.ts";
  * import assert from "node:assert/strict";
  * const seen: string[] = [];
  * const pipeline = new EventPipeline({
@@ -49,6 +53,7 @@ export class EventPipeline {
   readonly #filter: KubernetesFilter;
   readonly #filtering: boolean;
   readonly #labelsOf: (event: TraceEvent) => Record<string, string> | undefined;
+  readonly #names: NameDirectory | undefined;
   readonly #sink: (event: TraceEvent) => void;
 
   constructor(stages: PipelineStages) {
@@ -56,6 +61,7 @@ export class EventPipeline {
     this.#filter = stages.filter;
     this.#filtering = selectsContainers(stages.filter);
     this.#labelsOf = stages.labelsOf ?? (() => undefined);
+    this.#names = stages.names;
     this.#sink = stages.sink;
   }
 
@@ -63,6 +69,8 @@ export class EventPipeline {
   handle(event: TcpEvent): void {
     const enriched = this.#enricher.enrich(event);
     if (this.#filtering && !matchesFilter(enriched, this.#filter, this.#labelsOf)) return;
+    // Named after the filter: only the events that are shown or judged.
+    if (this.#names) enriched.dstName = this.#names.nameOf(enriched);
     this.#sink(enriched);
   }
 }

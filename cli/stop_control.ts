@@ -59,6 +59,8 @@ export class StopControl implements Disposable {
   readonly #stopped: Promise<void>;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reason: "signal" | "timeout" | "run" | undefined;
+  #signalName: Deno.Signal | undefined;
+  readonly #listeners = new Map<Deno.Signal, () => void>();
   #onSecondSignal: (() => void) | undefined;
   #disposed = false;
 
@@ -68,7 +70,11 @@ export class StopControl implements Disposable {
     this.#stopped = new Promise((resolve) =>
       this.signal.addEventListener("abort", () => resolve(), { once: true })
     );
-    for (const name of this.#signals) Deno.addSignalListener(name, this.#onSignal);
+    for (const name of this.#signals) {
+      const listener = () => this.#onSignal(name);
+      this.#listeners.set(name, listener);
+      Deno.addSignalListener(name, listener);
+    }
   }
 
   /** Aborts at the first stop. */
@@ -84,6 +90,11 @@ export class StopControl implements Disposable {
   /** What stopped it first: a signal, the timeout, or the run itself. */
   get reason(): "signal" | "timeout" | "run" | undefined {
     return this.#reason;
+  }
+
+  /** The signal that stopped the run, if one did (egress passes it on to COMMAND). */
+  get signalName(): Deno.Signal | undefined {
+    return this.#signalName;
   }
 
   /** Resolves at the first stop. */
@@ -133,13 +144,14 @@ export class StopControl implements Disposable {
     if (this.#disposed) return;
     this.#disposed = true;
     clearTimeout(this.#timer);
-    for (const name of this.#signals) Deno.removeSignalListener(name, this.#onSignal);
+    for (const [name, listener] of this.#listeners) Deno.removeSignalListener(name, listener);
   }
 
-  readonly #onSignal = (): void => {
-    if (!this.stopped) return this.#stop("signal");
-    this.#onSecondSignal?.();
-  };
+  #onSignal(name: Deno.Signal): void {
+    if (this.stopped) return this.#onSecondSignal?.();
+    this.#signalName = name;
+    this.#stop("signal");
+  }
 
   #stop(reason: "signal" | "timeout" | "run"): void {
     if (this.stopped) return;

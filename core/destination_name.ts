@@ -106,6 +106,15 @@ export class DestinationNames implements NameDirectory {
   }
 
   /**
+   * Reads the hosts file of process `pid` now, so that the processes of its
+   * mount namespace are named from it even if they exit before their
+   * connections are read (see HostsFiles.remember).
+   */
+  rememberHostsOf(pid: number): void {
+    this.#hosts?.remember(pid);
+  }
+
+  /**
    * Reads the DNS answers that have arrived. {@link nameOf} does when it
    * needs to; call it also while no connection comes, so that the
    * answers' ring does not fill (every 100 ms or so).

@@ -103,6 +103,21 @@ export class HostsFiles {
     return entry.names.get(address);
   }
 
+  /**
+   * Reads the hosts file of process `pid` now and remembers it for its
+   * mount namespace: its processes are then named from it even once they
+   * have exited (egress run reads COMMAND's before COMMAND runs).
+   */
+  remember(pid: number): void {
+    let mntns: number;
+    try {
+      mntns = Deno.statSync(`${this.#proc}/${pid}/ns/mnt`).ino ?? 0;
+    } catch {
+      return; // gone
+    }
+    if (mntns !== 0) this.#check(pid, mntns, performance.now());
+  }
+
   /** Reads the namespace's file again (if changed), through `pid` or another of its processes. */
   #check(pid: number, mntns: number, now: number): NamespaceEntry {
     const known = this.#namespaces.get(mntns);

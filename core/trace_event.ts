@@ -8,6 +8,7 @@
  */
 
 import type { TcpEvent } from "./event.ts";
+import type { DestinationName } from "./destination_name.ts";
 
 /** What an address is in the cluster: a pod's or a service's. */
 export interface Endpoint {
@@ -33,8 +34,13 @@ export interface KubernetesFields {
   dstEndpoint?: Endpoint;
 }
 
+/** The name the remote address had for the process (`--names`, egress): see destination_name.ts. */
+export interface NamedDestination {
+  dstName?: DestinationName;
+}
+
 /** A decoded event with its enrichment: what the output formats print. */
-export type TraceEvent = TcpEvent & KubernetesFields;
+export type TraceEvent = TcpEvent & KubernetesFields & NamedDestination;
 
 /**
  * Adds Kubernetes fields to events. An enricher may fill in the object it

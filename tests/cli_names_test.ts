@@ -139,7 +139,7 @@ Deno.test("names: an error quoting a control character is one escaped line", asy
   assertEquals(result.code, 2);
   assertEquals(
     result.stderr,
-    'tcpgadget: unknown column "\\x1b[2j\\nx"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, src, dst, timestamp\n',
+    'tcpgadget: unknown column "\\x1b[2j\\nx"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, src, dst, dstname, timestamp\n',
   );
 });
 

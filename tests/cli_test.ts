@@ -268,7 +268,7 @@ Deno.test("cli: usage errors are one line with exit status 2", async () => {
   );
   await assertOneLineError(
     ["trace", "tcp", "-o", "custom-columns=pid,nope"],
-    'unknown column "nope"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, src, dst, timestamp',
+    'unknown column "nope"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, src, dst, dstname, timestamp',
     2,
   );
   await assertOneLineError(["trace", "udp"], 'unknown gadget "udp": only "tcp" is available', 2);

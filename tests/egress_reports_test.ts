@@ -113,11 +113,11 @@ Deno.test("egress reports: the stderr table, escaped", () => {
     [
       "VIOLATION",
       "no rule",
-      "a\\u{202e}exe.example\\x0d\\x0a%0A::warning::pwned <b>|</b>",
+      "a\\u202eexe.example\\r\\n%0A::warning::pwned <b>|</b>",
       "dns",
       "203.0.113.9",
       "443",
-      "ev|l*\\x1b]0;t\\x07\\x0a::error::x",
+      "ev|l*\\x1b]0;t\\x07\\n::error::x",
       "1",
       "0",
       "05:46:42.000",
@@ -129,7 +129,7 @@ Deno.test("egress reports: the stderr table, escaped", () => {
       "-",
       "10.1.2.3",
       "22",
-      "shop/web-0\\x9b2J`x`/app (ssh)",
+      "shop/web-0\\u009b2J`x`/app (ssh)",
       "1",
       "1 ECONNREFUSED",
       "05:46:43.250",
@@ -151,8 +151,8 @@ Deno.test("egress reports: the stderr table, escaped", () => {
   assertEquals(lines.slice(6), [
     "expected expect db.internal:5432: NOT MET (no established connection matched it)",
     "baseline baseline.yaml: 3 added, 1 removed",
-    "  + a\\u{202e}exe.example\\x0d\\x0a%0A::warning::pwned <b>|</b> (dns) 203.0.113.9:443 by ev|l*\\x1b]0;t\\x07\\x0a::error::x",
-    "  + 10.1.2.3:22 by shop/web-0\\x9b2J`x`/app (ssh)",
+    "  + a\\u202eexe.example\\r\\n%0A::warning::pwned <b>|</b> (dns) 203.0.113.9:443 by ev|l*\\x1b]0;t\\x07\\n::error::x",
+    "  + 10.1.2.3:22 by shop/web-0\\u009b2J`x`/app (ssh)",
     "  + [2001:db8::5]:8443 by curl",
     "  - allow pypi.org:443 [baseline.yaml:2]",
     "tcpgadget: egress: 3 events lost: the run cannot vouch for what it did not see (--allow-lost to accept)",
@@ -274,12 +274,12 @@ print(json.dumps({"tests": xml.tests, "failures": xml.failures, "errors": xml.er
     const [evil, denied, noName] = read.suites[2].cases;
     assertEquals(
       evil.name,
-      "a\\u{202e}exe.example\\x0d\\x0a%0A::warning::pwned <b>|</b> (dns) 203.0.113.9:443 by ev|l*\\x1b]0;t\\x07\\x0a::error::x",
+      "a\\u202eexe.example\\r\\n%0A::warning::pwned <b>|</b> (dns) 203.0.113.9:443 by ev|l*\\x1b]0;t\\x07\\n::error::x",
     );
     assertEquals(evil.failure.slice(0, 2), ["violation", "no rule allows it"]);
     assertMatch(
       evil.failure[2],
-      /attempts: 1 \(0 failed\)\nfirst: 2025-12-06T05:46:42\.000Z \(pid 666, node node-a\)\nCNAME chain: a\\u\{202e\}exe/,
+      /attempts: 1 \(0 failed\)\nfirst: 2025-12-06T05:46:42\.000Z \(pid 666, node node-a\)\nCNAME chain: a\\u202eexe/,
     );
     assertEquals(denied.failure[1], "denied by rule #2: deny 10.0.0.0/8:22 [--deny]");
     assertEquals(noName.name, "[2001:db8::5]:8443 by curl");
@@ -301,8 +301,8 @@ Deno.test("egress reports: JUnit of a passing run has no failure", () => {
 Deno.test("egress reports: GitHub annotations are one workflow command each, escaped", () => {
   const annotations = errorAnnotations(hostileOutcome());
   assertEquals(annotations, [
-    "::error title=tcpgadget egress%3A violation::a\\u{202e}exe.example\\x0d\\x0a%250A::warning::pwned <b>|</b> (dns) 203.0.113.9:443 by ev|l*\\x1b]0;t\\x07\\x0a::error::x: no rule allows it (1 attempt)",
-    "::error title=tcpgadget egress%3A violation::10.1.2.3:22 by shop/web-0\\x9b2J`x`/app (ssh): denied by deny 10.0.0.0/8:22 (1 attempt)",
+    "::error title=tcpgadget egress%3A violation::a\\u202eexe.example\\r\\n%250A::warning::pwned <b>|</b> (dns) 203.0.113.9:443 by ev|l*\\x1b]0;t\\x07\\n::error::x: no rule allows it (1 attempt)",
+    "::error title=tcpgadget egress%3A violation::10.1.2.3:22 by shop/web-0\\u009b2J`x`/app (ssh): denied by deny 10.0.0.0/8:22 (1 attempt)",
     "::error title=tcpgadget egress%3A violation::[2001:db8::5]:8443 by curl: no rule allows it (1 attempt)",
     "::error title=tcpgadget egress%3A expectation not met::expect db.internal:5432: no established connection matched it",
     "::error title=tcpgadget egress%3A events lost::3 events lost: the run cannot vouch for what it did not see (--allow-lost to accept)",
@@ -393,16 +393,16 @@ print(json.dumps({"tables": parser.tables, "tags": sorted(parser.tags)}))
       assertEquals(tables[0][1], [
         "❌ violation",
         "no rule",
-        "a\\u{202e}exe.example\\x0d\\x0a%0A::warning::pwned <b>|</b>",
+        "a\\u202eexe.example\\r\\n%0A::warning::pwned <b>|</b>",
         "dns",
         "203.0.113.9",
         "443",
-        "ev|l*\\x1b]0;t\\x07\\x0a::error::x",
+        "ev|l*\\x1b]0;t\\x07\\n::error::x",
         "1",
         "0",
         "2025-12-06T05:46:42.000Z",
       ]);
-      assertEquals(tables[0][2][6], "shop/web-0\\x9b2J`x`/app (ssh)");
+      assertEquals(tables[0][2][6], "shop/web-0\\u009b2J`x`/app (ssh)");
       assertEquals(tables[0].length, 5);
       assertEquals(tables[1], [["Expectation", "Result"], [
         "expect db.internal:5432",

@@ -164,6 +164,7 @@ Deno.test("flags: every flag written by traceArgs parses back to the same flags"
     containername: "-c=1",
     selector: { app: "web", tier: "-front" },
     host: true,
+    names: true,
     hostRoot: "/host",
     nodeName: "--node-a",
     cluster: false,
@@ -195,8 +196,16 @@ Deno.test("flags: every flag written by traceArgs parses back to the same flags"
   // What the agent gets in cluster mode parses back to the same filters.
   const agent = parseTraceFlags(agentArgs(cluster, "node-a", "-shop").slice(2));
   assertEquals(
-    [agent.namespace, agent.podname, agent.containername, agent.comm, agent.pid, agent.host],
-    ["-shop", "--pod", "-c=1", "-x", 42, true],
+    [
+      agent.namespace,
+      agent.podname,
+      agent.containername,
+      agent.comm,
+      agent.pid,
+      agent.host,
+      agent.names,
+    ],
+    ["-shop", "--pod", "-c=1", "-x", 42, true, true],
   );
   assertEquals([agent.connectOnly, agent.acceptOnly, agent.failureOnly], [true, true, true]);
   assertEquals([agent.output, agent.hostRoot, agent.nodeName], ["json", "/host", "node-a"]);

@@ -79,7 +79,7 @@ Deno.test("custom-columns: unknown and empty names are clear errors", () => {
   assertThrows(
     () => parseCustomColumns("pid,bogus"),
     UsageError,
-    'unknown column "bogus"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, src, dst, timestamp',
+    'unknown column "bogus"; valid columns: node, namespace, pod, container, t, pid, comm, ip, saddr, daddr, sport, dport, error, tid, uid, gid, mntns, netns, containerid, poduid, src, dst, dstname, timestamp',
   );
   assertThrows(() => parseCustomColumns("pid,,comm"), UsageError, /empty column name/);
   assertThrows(() => formatterFor("yaml"), UsageError, /unknown output format "yaml"/);

@@ -42,6 +42,14 @@ export interface EgressFlags {
   /** COMMAND and its ARGS (after `--`); empty: none. */
   commandLine: string[];
   /**
+   * COMMAND's process tree is what is traced (run; record -- COMMAND
+   * without pods); otherwise pods or this host are watched, COMMAND
+   * untraced.
+   */
+  tree: boolean;
+  /** `--grace SECONDS`: how long descendants may outlive COMMAND and still be judged (tree). */
+  graceSeconds: number;
+  /**
    * What to trace, as `trace tcp` flags: the pod selection and cluster
    * flags (watch, record), `--timeout`, and connect events only.
    */
@@ -82,6 +90,10 @@ const SELECTION_OPTIONS = {
   context: { type: "string" },
   "agent-namespace": { type: "string" },
   image: { type: "string" },
+  // Node mode in a pod (as a DaemonSet would run it), and tests' fake nodes.
+  "host-root": { type: "string" },
+  "node-name": { type: "string" },
+  "in-cluster": { type: "boolean" },
 } as const;
 
 const POD_SELECTION = ["namespace", "all-namespaces", "podname", "containername", "selector"];
@@ -92,7 +104,12 @@ const COMMON_OPTIONS = {
 } as const;
 
 const OPTIONS = {
-  run: { ...POLICY_OPTIONS, ...COMMON_OPTIONS, output: { type: "string", short: "o" } },
+  run: {
+    ...POLICY_OPTIONS,
+    ...COMMON_OPTIONS,
+    output: { type: "string", short: "o" },
+    grace: { type: "string" },
+  },
   watch: {
     ...POLICY_OPTIONS,
     ...SELECTION_OPTIONS,
@@ -106,8 +123,12 @@ const OPTIONS = {
     output: { type: "string", short: "o" },
     format: { type: "string" },
     timeout: { type: "string", short: "t" },
+    grace: { type: "string" },
   },
 } as const;
+
+/** How long COMMAND's descendants may outlive it and still be judged, by default. */
+export const DEFAULT_GRACE_SECONDS = 3;
 
 /**
  * Parses the arguments after `egress` (the subcommand first).
@@ -170,6 +191,8 @@ export function parseEgressFlags(args: readonly string[]): EgressFlags {
     policy: [],
     allowLost: values["allow-lost"] === true,
     commandLine,
+    tree: false,
+    graceSeconds: DEFAULT_GRACE_SECONDS,
     trace: parseTraceFlags([]),
     format: "policy",
     perWorkload: false,
@@ -250,6 +273,22 @@ export function parseEgressFlags(args: readonly string[]): EgressFlags {
   if (dashes >= 0 && commandLine.length === 0) {
     throw new UsageError(`egress ${command}: nothing after --: expected COMMAND [ARGS...]`);
   }
+  flags.tree = command === "run" || (command === "record" && !flags.perWorkload);
+  const grace = string("grace");
+  if (grace !== undefined) {
+    if (!flags.tree) {
+      throw new UsageError(
+        "--grace is for a traced COMMAND (egress run, or egress record -- COMMAND without pods)",
+      );
+    }
+    const seconds = Number(grace);
+    if (!/^\d+(\.\d+)?$/.test(grace.trim()) || seconds > 3600) {
+      throw new UsageError(`--grace must be a number of seconds from 0 to 3600, got "${grace}"`);
+    }
+    flags.graceSeconds = seconds;
+  }
+  // Watching names destinations on each node (and agents say so in their events).
+  flags.trace.names = true;
   return flags;
 }
 
@@ -302,7 +341,8 @@ const SELECTION_HELP = `Pods (as in trace tcp; default in node mode: every proce
       --host                 with a pod filter, also processes outside pods
       --node NAME,...        these nodes (cluster mode)
       --cluster              every node of the kubeconfig's cluster
-      --kubeconfig PATH, --context NAME, --agent-namespace NS, --image IMAGE   as in trace tcp`;
+      --kubeconfig PATH, --context NAME, --agent-namespace NS, --image IMAGE   as in trace tcp
+      --host-root PATH, --node-name NAME, --in-cluster   node mode in a pod, as in trace tcp`;
 
 const EXIT_HELP =
   `Exit status: 3 if a connection broke the policy or an expectation was not met; 4 if events
@@ -336,6 +376,8 @@ ${POLICY_HELP}
 Flags:
   -o, --output FORMAT        live events on stdout: columns, custom-columns=..., json,
                              jsonpretty (default: none)
+      --grace SECONDS        how long processes COMMAND started may outlive it and still be
+                             judged (default ${DEFAULT_GRACE_SECONDS}); those still running then are listed
       --allow-lost           do not fail when events were lost
   -h, --help                 show this help
 
@@ -373,6 +415,8 @@ Flags:
                              (Kubernetes NetworkPolicy objects, address blocks), cilium
                              (CiliumNetworkPolicy, toFQDNs for host names)
   -t, --timeout SECONDS      record this long
+      --grace SECONDS        -- COMMAND without pods: how long processes it started may outlive
+                             it and still be recorded (default ${DEFAULT_GRACE_SECONDS})
       --allow-lost           do not fail when events were lost
   -h, --help                 show this help
   Destinations are recorded by host name where known, else by address, with their ports; with

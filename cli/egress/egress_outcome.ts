@@ -25,7 +25,11 @@ export interface EgressOutcome {
   violations: number;
   unmetExpectations: number;
   lostEvents: number;
+  /** What was lost, each as a phrase ("3 events (ring buffer full)"). */
+  lostDetails: readonly string[];
   allowLost: boolean;
+  /** Processes of COMMAND still running when the run ended: their later connections are not judged. */
+  stillRunning: readonly RunningProcess[];
   /** COMMAND's exit status; undefined without a command. */
   commandStatus?: number;
   /** Why the run fails on the policy (empty if it does not). */
@@ -34,10 +38,20 @@ export interface EgressOutcome {
   baseline?: BaselineDiff;
 }
 
+/** A process, by pid and command name. */
+export interface RunningProcess {
+  pid: number;
+  command: string;
+}
+
 /** What the ledger does not know. */
 export interface RunFacts {
   lostEvents: number;
+  /** What was lost, each as a phrase. */
+  lostDetails?: readonly string[];
   allowLost: boolean;
+  /** Processes of COMMAND still running when the run ended. */
+  stillRunning?: readonly RunningProcess[];
   commandStatus?: number;
   /** `--baseline FILE`, read. */
   baseline?: { file: string; policy: Policy };
@@ -75,7 +89,9 @@ export function egressOutcome(ledger: EgressLedger, facts: RunFacts): EgressOutc
     violations: exitFacts.violations,
     unmetExpectations: exitFacts.unmetExpectations,
     lostEvents: facts.lostEvents,
+    lostDetails: facts.lostDetails ?? [],
     allowLost: facts.allowLost,
+    stillRunning: facts.stillRunning ?? [],
     reasons: failureReasons(exitFacts),
     exitStatus: egressExitStatus(exitFacts),
   };

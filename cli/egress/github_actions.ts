@@ -11,7 +11,7 @@ import type { EgressOutcome } from "./egress_outcome.ts";
 import { describeDestination } from "./report_table.ts";
 import { rfc3339 } from "./report_time.ts";
 import { describeOrigin, describeRule, ruleText } from "./rule.ts";
-import { escapeUntrusted } from "./untrusted_text.ts";
+import { printable } from "../../core/printable.ts";
 
 // GitHub shows at most 10 error annotations per step; the last one we
 // write says how many more there are.
@@ -43,17 +43,17 @@ export function escapeWorkflowProperty(text: string): string {
 /**
  * Markdown text showing `text` literally: every ASCII punctuation
  * character backslash-escaped (no emphasis, link, HTML, table cell break
- * or mention can start), after {@link escapeUntrusted}.
+ * or mention can start), after {@link printable}.
  *
  * @example
  * ```ts
  * import { escapeMarkdown } from "./github_actions.ts";
  * import assert from "node:assert/strict";
- * assert.equal(escapeMarkdown("a|b *c* <img>\n"), "a\\|b \\*c\\* \\<img\\>\\\\x0a");
+ * assert.equal(escapeMarkdown("a|b *c* <img>\n"), "a\\|b \\*c\\* \\<img\\>\\\\n");
  * ```
  */
 export function escapeMarkdown(text: string): string {
-  return escapeUntrusted(text).replace(/[!-\/:-@\[-`{-~]/g, "\\$&");
+  return printable(text).replace(/[!-\/:-@\[-`{-~]/g, "\\$&");
 }
 
 /**
@@ -83,14 +83,16 @@ export function errorAnnotations(outcome: EgressOutcome): string[] {
     const rule = outcome.rules[e.ruleIndex];
     messages.push([
       "tcpgadget egress: expectation not met",
-      `${escapeUntrusted(describeRule(rule))}${originSuffix(describeOrigin(rule))}: ` +
+      `${printable(describeRule(rule))}${originSuffix(describeOrigin(rule))}: ` +
       "no established connection matched it",
     ]);
   }
   if (outcome.lostEvents > 0 && !outcome.allowLost) {
     messages.push([
       "tcpgadget egress: events lost",
-      `${outcome.lostEvents} events lost: the run cannot vouch for what it did not see ` +
+      `${outcome.lostEvents} events lost` +
+      (outcome.lostDetails.length > 0 ? ` (${printable(outcome.lostDetails.join("; "))})` : "") +
+      ": the run cannot vouch for what it did not see " +
       "(--allow-lost to accept)",
     ]);
   }
@@ -109,13 +111,13 @@ export function errorAnnotations(outcome: EgressOutcome): string[] {
 function violationMessage(d: DestinationRecord, outcome: EgressOutcome): string {
   const rule = d.ruleIndex === undefined ? undefined : outcome.rules[d.ruleIndex];
   const why = rule
-    ? `denied by ${escapeUntrusted(describeRule(rule))}${originSuffix(describeOrigin(rule))}`
+    ? `denied by ${printable(describeRule(rule))}${originSuffix(describeOrigin(rule))}`
     : "no rule allows it";
   return `${describeDestination(d)}: ${why} (${d.count} attempt${d.count === 1 ? "" : "s"})`;
 }
 
 function originSuffix(origin: string): string {
-  return origin.startsWith("--") ? "" : ` (${escapeUntrusted(origin)})`;
+  return origin.startsWith("--") ? "" : ` (${printable(origin)})`;
 }
 
 /**
@@ -186,7 +188,17 @@ export function stepSummaryMarkdown(outcome: EgressOutcome): string {
   }
   if (outcome.lostEvents > 0) {
     out.push(
-      `${outcome.lostEvents} events lost${outcome.allowLost ? " (accepted: --allow-lost)" : ""}.`,
+      `${outcome.lostEvents} events lost${
+        outcome.lostDetails.length > 0 ? ` (${escapeMarkdown(outcome.lostDetails.join("; "))})` : ""
+      }${outcome.allowLost ? ", accepted (--allow-lost)" : ""}.`,
+      "",
+    );
+  }
+  if (outcome.stillRunning.length > 0) {
+    out.push(
+      `Still running when the run ended (their later connections are not judged): ${
+        outcome.stillRunning.map((p) => `pid ${p.pid} ${escapeMarkdown(p.command)}`).join(", ")
+      }.`,
       "",
     );
   }

@@ -12,7 +12,7 @@ import type { EgressOutcome } from "./egress_outcome.ts";
 import { describeDestination } from "./report_table.ts";
 import { rfc3339 } from "./report_time.ts";
 import { describeOrigin, describeRule } from "./rule.ts";
-import { escapeUntrusted } from "./untrusted_text.ts";
+import { printable } from "../../core/printable.ts";
 
 type XMLBuilder = ReturnType<typeof create>;
 
@@ -47,9 +47,7 @@ export function junitXml(outcome: EgressOutcome): string {
       outcome.rules.map((rule, i) => {
         const n = outcome.ruleMatches[i];
         return {
-          name: `#${i + 1} ${escapeUntrusted(describeRule(rule))} [${
-            escapeUntrusted(describeOrigin(rule))
-          }]`,
+          name: `#${i + 1} ${printable(describeRule(rule))} [${printable(describeOrigin(rule))}]`,
           out: `${rule.action === "deny" ? "denied" : "allowed"} ${n} connection attempt${
             n === 1 ? "" : "s"
           }`,
@@ -60,9 +58,7 @@ export function junitXml(outcome: EgressOutcome): string {
       "egress.expectations",
       outcome.expectations.map((e) => {
         const rule = outcome.rules[e.ruleIndex];
-        const name = `${escapeUntrusted(describeRule(rule))} [${
-          escapeUntrusted(describeOrigin(rule))
-        }]`;
+        const name = `${printable(describeRule(rule))} [${printable(describeOrigin(rule))}]`;
         return e.connections > 0
           ? {
             name,
@@ -122,12 +118,12 @@ function violationCases(outcome: EgressOutcome): TestCase[] {
   return violations.map((d) => {
     const rule = d.ruleIndex === undefined ? undefined : outcome.rules[d.ruleIndex];
     const why = rule
-      ? `denied by rule #${d.ruleIndex! + 1}: ${escapeUntrusted(describeRule(rule))} [${
-        escapeUntrusted(describeOrigin(rule))
+      ? `denied by rule #${d.ruleIndex! + 1}: ${printable(describeRule(rule))} [${
+        printable(describeOrigin(rule))
       }]`
       : "no rule allows it";
     const cnames = d.name?.chain && d.name.chain.length > 1
-      ? `\nCNAME chain: ${d.name.chain.map(escapeUntrusted).join(" -> ")}`
+      ? `\nCNAME chain: ${d.name.chain.map(printable).join(" -> ")}`
       : "";
     return {
       name: describeDestination(d),
@@ -136,10 +132,10 @@ function violationCases(outcome: EgressOutcome): TestCase[] {
         type: "violation",
         details: `${describeDestination(d)}: ${why}\n` +
           `attempts: ${d.count} (${d.failed} failed${
-            d.errors.length ? `: ${escapeUntrusted(d.errors.join(", "))}` : ""
+            d.errors.length ? `: ${printable(d.errors.join(", "))}` : ""
           })\n` +
           `first: ${rfc3339(d.firstSec, d.firstNsec)} (pid ${d.pid}` +
-          `${d.workload.node ? `, node ${escapeUntrusted(d.workload.node)}` : ""})${cnames}`,
+          `${d.workload.node ? `, node ${printable(d.workload.node)}` : ""})${cnames}`,
       },
     };
   });
@@ -156,7 +152,8 @@ function lostCase(outcome: EgressOutcome): TestCase {
     failure: {
       message: `${outcome.lostEvents} events lost: the run cannot vouch for what it did not see`,
       type: "lost-events",
-      details: "pass --allow-lost to accept lost events",
+      details: [...outcome.lostDetails.map(printable), "pass --allow-lost to accept lost events"]
+        .join("\n"),
     },
   };
 }

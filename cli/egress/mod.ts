@@ -89,4 +89,3 @@ export {
 } from "./record.ts";
 export { networkPolicies, networkPolicyText } from "./network_policy.ts";
 export { ciliumPolicies, ciliumPolicyText } from "./cilium_policy.ts";
-export { escapeUntrusted, safeJson } from "./untrusted_text.ts";

@@ -35,7 +35,7 @@ import {
 import { UsageError } from "../../core/errors.ts";
 import { parseRule, type Rule, type RuleAction, ruleError, type RuleOrigin } from "./rule.ts";
 import type { RuleScope } from "./rule_scope.ts";
-import { escapeUntrusted } from "./untrusted_text.ts";
+import { printable } from "../../core/printable.ts";
 
 const ACTIONS: readonly RuleAction[] = ["allow", "deny", "expect"];
 const SCOPE_KEYS = ["namespace", "pod", "labels", "container", "command"] as const;
@@ -65,7 +65,7 @@ export function parsePolicyFile(text: string, file: string): Rule[] {
     new UsageError(`${file}:${lineOf(node)}: ${message}`);
   if (doc.errors.length > 0) {
     const error = doc.errors[0];
-    const message = escapeUntrusted(error.message.split(" at line ")[0].split("\n")[0]);
+    const message = printable(error.message.split(" at line ")[0].split("\n")[0]);
     const hint = ["BAD_SCALAR_START", "UNEXPECTED_TOKEN"].includes(error.code)
       ? ` (quote a rule that starts with @, * or [: "@loopback")`
       : "";
@@ -148,7 +148,7 @@ function readRuleEntry(
         podNode = value;
         const parts = text.split("/");
         if (parts.length !== 2 || !parts[0] || !parts[1]) {
-          throw fail(value, `pod: must be namespace/name, got "${escapeUntrusted(text)}"`);
+          throw fail(value, `pod: must be namespace/name, got "${printable(text)}"`);
         }
         [scope.namespace, scope.pod] = parts;
       } else if (key === "namespace") {
@@ -160,7 +160,7 @@ function readRuleEntry(
       throw fail(
         pair.key as Node,
         `unknown key "${
-          escapeUntrusted(key)
+          printable(key)
         }" in a rule (expected allow, deny or expect, and namespace, pod, labels, container, command)`,
       );
     }
@@ -210,9 +210,9 @@ function stringValue(
 }
 
 function aliasMessage(source: string): string {
-  return `"*${
-    escapeUntrusted(source)
-  }" is read by YAML as an alias: quote a rule that starts with * ("*${escapeUntrusted(source)}")`;
+  return `"*${printable(source)}" is read by YAML as an alias: quote a rule that starts with * ("*${
+    printable(source)
+  }")`;
 }
 
 /** Rules of one action and scope, written as one entry of a policy file. */
@@ -269,5 +269,5 @@ export function policyFileText(entries: readonly PolicyFileEntry[], header?: str
 }
 
 function commentText(text: string): string {
-  return text.split("\n").map((line) => ` ${escapeUntrusted(line)}`).join("\n");
+  return text.split("\n").map((line) => ` ${printable(line)}`).join("\n");
 }

@@ -7,7 +7,7 @@
  */
 
 import type { DestinationRecord } from "./egress_ledger.ts";
-import { escapeUntrusted } from "./untrusted_text.ts";
+import { printable } from "../../core/printable.ts";
 
 /**
  * Groups addresses (CIDRs) by the set of ports they were reached on, in a
@@ -47,5 +47,5 @@ export function withUnselectable(
 
 /** Lines as the text of a YAML comment (escaped). */
 export function commentLines(lines: string[]): string {
-  return lines.map((line) => ` ${escapeUntrusted(line)}`).join("\n");
+  return lines.map((line) => ` ${printable(line)}`).join("\n");
 }

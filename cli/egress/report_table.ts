@@ -10,7 +10,7 @@ import type { DestinationRecord } from "./egress_ledger.ts";
 import type { EgressOutcome } from "./egress_outcome.ts";
 import { describeRule, type Rule, ruleText } from "./rule.ts";
 import { timeOfDay } from "./report_time.ts";
-import { escapeUntrusted } from "./untrusted_text.ts";
+import { printable } from "../../core/printable.ts";
 import { describeWorkload } from "./workload.ts";
 
 const HEADER = [
@@ -62,10 +62,17 @@ export function egressTable(outcome: EgressOutcome): string {
     const rows = outcome.destinations.map((d) => destinationRow(d, outcome.rules));
     lines.push(...alignColumns([HEADER, ...rows]));
   }
+  if (outcome.stillRunning.length > 0) {
+    lines.push(
+      `still running when the run ended (their later connections are not judged): ${
+        outcome.stillRunning.map((p) => `pid ${p.pid} ${printable(p.command)}`).join(", ")
+      }`,
+    );
+  }
   for (const expectation of outcome.expectations) {
     const rule = outcome.rules[expectation.ruleIndex];
     lines.push(
-      `expected ${escapeUntrusted(describeRule(rule))}${originSuffix(rule)}: ` +
+      `expected ${printable(describeRule(rule))}${originSuffix(rule)}: ` +
         (expectation.connections > 0
           ? `met (${expectation.connections} connection${expectation.connections === 1 ? "" : "s"})`
           : "NOT MET (no established connection matched it)"),
@@ -74,17 +81,18 @@ export function egressTable(outcome: EgressOutcome): string {
   const baseline = outcome.baseline;
   if (baseline) {
     lines.push(
-      `baseline ${escapeUntrusted(baseline.file)}: ${baseline.added.length} added, ` +
+      `baseline ${printable(baseline.file)}: ${baseline.added.length} added, ` +
         `${baseline.removed.length} removed`,
     );
     for (const d of baseline.added) lines.push(`  + ${describeDestination(d)}`);
     for (const rule of baseline.removed) {
-      lines.push(`  - ${escapeUntrusted(describeRule(rule))}${originSuffix(rule)}`);
+      lines.push(`  - ${printable(describeRule(rule))}${originSuffix(rule)}`);
     }
   }
   if (outcome.lostEvents > 0) {
     lines.push(
-      `tcpgadget: egress: ${outcome.lostEvents} events lost: ` +
+      `tcpgadget: egress: ${outcome.lostEvents} events lost` +
+        (outcome.lostDetails.length > 0 ? ` (${outcome.lostDetails.join("; ")})` : "") + ": " +
         (outcome.allowLost
           ? "accepted (--allow-lost)"
           : "the run cannot vouch for what it did not see (--allow-lost to accept)"),
@@ -102,14 +110,14 @@ function destinationRow(d: DestinationRecord, rules: readonly Rule[]): string[] 
   const rule = d.ruleIndex === undefined ? undefined : rules[d.ruleIndex];
   return [
     d.verdict === "allowed" ? "allowed" : "VIOLATION",
-    rule ? `${rule.action} ${escapeUntrusted(ruleText(rule))}${originSuffix(rule)}` : "no rule",
-    d.name ? escapeUntrusted(d.name.name) : "-",
+    rule ? `${rule.action} ${printable(ruleText(rule))}${originSuffix(rule)}` : "no rule",
+    d.name ? printable(d.name.name) : "-",
     d.name ? d.name.source : "-",
     d.address,
     String(d.port),
     describeWorkload(d.workload),
     String(d.count),
-    d.failed === 0 ? "0" : `${d.failed} ${escapeUntrusted(d.errors.join(","))}`,
+    d.failed === 0 ? "0" : `${d.failed} ${printable(d.errors.join(","))}`,
     timeOfDay(d.firstSec, d.firstNsec),
   ];
 }
@@ -117,14 +125,12 @@ function destinationRow(d: DestinationRecord, rules: readonly Rule[]): string[] 
 /** A destination on one line: `api.github.com (dns) 140.82.112.5:443 by curl`. */
 export function describeDestination(d: DestinationRecord): string {
   const address = d.ipversion === 6 ? `[${d.address}]:${d.port}` : `${d.address}:${d.port}`;
-  const name = d.name ? `${escapeUntrusted(d.name.name)} (${d.name.source}) ` : "";
+  const name = d.name ? `${printable(d.name.name)} (${d.name.source}) ` : "";
   return `${name}${address} by ${describeWorkload(d.workload)}`;
 }
 
 function originSuffix(rule: Rule): string {
-  return rule.origin.kind === "file"
-    ? ` [${escapeUntrusted(rule.origin.file)}:${rule.origin.line}]`
-    : "";
+  return rule.origin.kind === "file" ? ` [${printable(rule.origin.file)}:${rule.origin.line}]` : "";
 }
 
 function alignColumns(rows: string[][]): string[] {

@@ -25,7 +25,7 @@ import {
   type PortRange,
 } from "./port_range.ts";
 import { describeScope, inScope, type RuleScope } from "./rule_scope.ts";
-import { escapeUntrusted } from "./untrusted_text.ts";
+import { printable } from "../../core/printable.ts";
 import type { Workload } from "./workload.ts";
 import type { DestinationName } from "../../core/destination_name.ts";
 
@@ -161,7 +161,7 @@ export function ruleError(
 ): UsageError {
   // The messages quote the rule: escaped, so that none can move the cursor.
   const shown = JSON.stringify(text);
-  const why = escapeUntrusted(message);
+  const why = printable(message);
   return new UsageError(
     origin.kind === "flag"
       ? `--${action} ${shown}: ${why}`

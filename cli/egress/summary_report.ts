@@ -11,7 +11,7 @@ import type { EgressOutcome } from "./egress_outcome.ts";
 import { rfc3339 } from "./report_time.ts";
 import { describeOrigin, type Rule, ruleText } from "./rule.ts";
 import type { RuleScope } from "./rule_scope.ts";
-import { safeJson } from "./untrusted_text.ts";
+import { printableJson } from "../../core/printable.ts";
 
 /** The summary's schema version. */
 export const SUMMARY_VERSION = 1;
@@ -65,8 +65,12 @@ export interface Summary {
   exitStatus: number;
   reasons: string[];
   lostEvents: number;
+  /** What was lost, each as a phrase. */
+  lost: string[];
   allowLost: boolean;
   commandStatus: number | null;
+  /** Processes of COMMAND still running when the run ended (later connections not judged). */
+  stillRunning: { pid: number; command: string }[];
   rules: SummaryRule[];
   expectations: { rule: number; text: string; met: boolean; connections: number }[];
   destinations: SummaryDestination[];
@@ -99,8 +103,10 @@ export function summaryOf(outcome: EgressOutcome): Summary {
     exitStatus: outcome.exitStatus,
     reasons: outcome.reasons,
     lostEvents: outcome.lostEvents,
+    lost: [...outcome.lostDetails],
     allowLost: outcome.allowLost,
     commandStatus: outcome.commandStatus ?? null,
+    stillRunning: outcome.stillRunning.map((p) => ({ ...p })),
     rules: outcome.rules.map((rule, i) => ({
       number: i + 1,
       ...summaryRule(rule),
@@ -126,7 +132,7 @@ export function summaryOf(outcome: EgressOutcome): Summary {
 
 /** The summary as JSON text (pretty, ending with a newline). */
 export function summaryJson(outcome: EgressOutcome): string {
-  return safeJson(summaryOf(outcome), 2) + "\n";
+  return printableJson(summaryOf(outcome), 2) + "\n";
 }
 
 function summaryRule(rule: Rule): Omit<SummaryRule, "matched" | "number"> {

@@ -6,7 +6,7 @@
  */
 
 import type { TraceEvent } from "../../core/trace_event.ts";
-import { escapeUntrusted } from "./untrusted_text.ts";
+import { printable } from "../../core/printable.ts";
 
 /** The process and pod behind a connection; empty strings where not applicable. */
 export interface Workload {
@@ -54,8 +54,8 @@ export function workloadOf(
  * ```
  */
 export function describeWorkload(workload: Workload): string {
-  const command = escapeUntrusted(workload.command);
+  const command = printable(workload.command);
   if (!workload.pod) return command;
-  const pod = [workload.namespace, workload.pod, workload.container].map(escapeUntrusted);
+  const pod = [workload.namespace, workload.pod, workload.container].map(printable);
   return `${pod.join("/")} (${command})`;
 }

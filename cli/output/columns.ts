@@ -85,6 +85,12 @@ export const COLUMNS: readonly Column[] = [
     value: (e) => endpointText(e.dstEndpoint, e.daddr, e.dport),
   },
   {
+    name: "dstname",
+    header: "DSTNAME",
+    width: 24,
+    value: (e) => e.dstName?.name ?? "",
+  },
+  {
     name: "timestamp",
     header: "TIMESTAMP",
     width: 30,

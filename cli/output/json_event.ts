@@ -7,6 +7,7 @@
  */
 
 import { OPERATIONS } from "../../core/event.ts";
+import type { DestinationName } from "../../core/destination_name.ts";
 import type { Endpoint, TraceEvent } from "../../core/trace_event.ts";
 import { NONE } from "./columns.ts";
 
@@ -26,6 +27,9 @@ import { NONE } from "./columns.ts";
  *   sport: 40000, daddr: "10.0.0.2", dport: 80, node: "node-a", namespace: "shop",
  *   pod: "web-0", container: "nginx", containerId: "", podUid: "",
  * };
+ * assert.deepEqual(parseJsonEvent(new JsonFormatter().format(event)), event);
+ * // With --names: the name of the remote address, where it came from, its CNAMEs.
+ * event.dstName = { name: "www.shop.test", source: "dns", chain: ["www.shop.test", "cdn.test"] };
  * assert.deepEqual(parseJsonEvent(new JsonFormatter().format(event)), event);
  * ```
  */
@@ -75,6 +79,8 @@ export function parseJsonEvent(line: string): TraceEvent {
   const error = field("error");
   if (src) event.srcEndpoint = endpoint(src, "srcendpoint");
   if (dst) event.dstEndpoint = endpoint(dst, "dstendpoint");
+  const name = field("dstname");
+  if (name) event.dstName = destinationName(name);
   if (error) {
     if (typeof error !== "string" || !/^[A-Z0-9]+$/.test(error)) throw new Error("bad error");
     event.error = error;
@@ -97,6 +103,19 @@ function uint(value: unknown, key: string): number {
 function address(value: unknown, key: string): string {
   if (typeof value !== "string" || !/^[0-9a-f.:]{2,45}$/.test(value)) throw new Error(`bad ${key}`);
   return value;
+}
+
+function destinationName(value: unknown): DestinationName {
+  const n = value as Record<string, unknown>;
+  if (typeof n !== "object" || (n.source !== "dns" && n.source !== "hosts")) {
+    throw new Error("bad dstname");
+  }
+  const name: DestinationName = { name: text(n.name, "dstname"), source: n.source };
+  if (n.chain !== undefined) {
+    if (!Array.isArray(n.chain) || n.chain.length > 64) throw new Error("bad dstname");
+    name.chain = n.chain.map((link) => text(link, "dstname"));
+  }
+  return name;
 }
 
 function endpoint(value: unknown, key: string): Endpoint {

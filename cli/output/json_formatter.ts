@@ -6,6 +6,8 @@
  */
 
 import { OPERATIONS } from "../../core/event.ts";
+import { ACTIVE_CHARACTERS } from "../../core/printable.ts";
+import type { DestinationName } from "../../core/destination_name.ts";
 import type { Endpoint, TraceEvent } from "../../core/trace_event.ts";
 import { NONE, timestampSecond } from "./columns.ts";
 import type { Formatter } from "./formatter.ts";
@@ -43,9 +45,10 @@ const LINE_END = utf8(`Z"}\n`);
 /**
  * One JSON object per line. Keys and order of Inspektor Gadget's `trace
  * tcp` first, then tcpgadget's: tid, uid, gid, mntns, netns, containerid,
- * poduid, timestamp and, for a failed connect, error. Like Go's encoder (and so like the seed
+ * poduid, timestamp, the remote address's name (dstname, with `--names`) and, for a failed
+ * connect, error. Like Go's encoder (and so like the seed
  * document), `<`, `>` and `&` in strings are written as \u escapes, and so are the control
- * characters JSON.stringify leaves (DEL, C1, U+2028, U+2029, bidirectional controls).
+ * characters JSON.stringify leaves (DEL, C1, U+2028, U+2029, bidirectional and invisible ones).
  *
  * Written as bytes from cached pieces rather than with JSON.stringify:
  * this runs for every event, at hundreds of thousands per second, and the
@@ -108,12 +111,14 @@ export class JsonFormatter implements Formatter {
     out.uint(event.tid);
     out.bytes(this.#tail);
     out.zeroPadded(event.timeNsec, 9);
-    if (event.srcEndpoint || event.dstEndpoint || event.error) {
+    if (event.srcEndpoint || event.dstEndpoint || event.dstName || event.error) {
       out.bytes(TIMESTAMP_END);
       out.text(
         `${event.srcEndpoint ? `,"srcendpoint":${endpointJson(event.srcEndpoint)}` : ""}${
           event.dstEndpoint ? `,"dstendpoint":${endpointJson(event.dstEndpoint)}` : ""
-        }${event.error ? `,"error":"${event.error}"` : ""}`,
+        }${event.dstName ? `,"dstname":${nameJson(event.dstName)}` : ""}${
+          event.error ? `,"error":"${event.error}"` : ""
+        }`,
       );
       out.bytes(OBJECT_END);
     } else {
@@ -153,6 +158,12 @@ function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
   return joined;
 }
 
+function nameJson(name: DestinationName): string {
+  return `{"name":${jsonString(name.name)},"source":"${name.source}"${
+    name.chain ? `,"chain":[${name.chain.map(jsonString).join(",")}]` : ""
+  }}`;
+}
+
 function endpointJson(endpoint: Endpoint): string {
   return `{"kind":"${endpoint.kind}","namespace":${jsonString(endpoint.namespace)},"name":${
     jsonString(endpoint.name)
@@ -161,9 +172,9 @@ function endpointJson(endpoint: Endpoint): string {
 
 // What JSON.stringify leaves as is but is escaped as \uXXXX: Go's HTML-safe
 // <, > and &, and, so that a line viewed on a terminal cannot move the
-// cursor or start a line (JSON.stringify escapes C0 already), DEL, the C1
-// controls, U+2028 and U+2029 (as Go does) and the bidirectional controls.
-const ESCAPED = /[<>&\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+// cursor, start a line or hide text (JSON.stringify escapes C0 already),
+// the characters printable() escapes (core/printable.ts).
+const ESCAPED = new RegExp(`[<>&${ACTIVE_CHARACTERS}]`);
 const ESCAPED_ALL = new RegExp(ESCAPED.source, "g");
 
 /**

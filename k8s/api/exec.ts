@@ -216,6 +216,11 @@ export async function execInPod(
   let unanswered = 0;
   ws.on("pong", () => unanswered = 0);
   ws.on("message", () => unanswered = 0);
+  // While an upload runs, a pong waits behind the stdin already queued,
+  // which a loaded kubelet or container may take minutes to read; every
+  // chunk the socket writes out proves the peer is reading (a peer that
+  // vanished stops taking bytes, and pings then go unanswered).
+  const alive = () => unanswered = 0;
   // Pings do not keep an exec stream open: its idle timeout (kube-apiserver's
   // stream translator: 4 h for v5; containerd's stream_idle_timeout, 4 h by
   // default, for v4) is reset by messages only. A stream without standard
@@ -236,7 +241,7 @@ export async function execInPod(
   };
   options.signal?.addEventListener("abort", abort, { once: true });
   try {
-    if (options.stdin) await sendStdin(ws, options.stdin);
+    if (options.stdin) await sendStdin(ws, options.stdin, alive);
     await closed;
   } finally {
     clearInterval(pinger);
@@ -253,10 +258,15 @@ export async function execInPod(
 }
 
 /** Streams standard input, at most IN_FLIGHT_LIMIT bytes ahead of the socket. */
-async function sendStdin(ws: WebSocket, stdin: AsyncIterable<Uint8Array>): Promise<void> {
+async function sendStdin(
+  ws: WebSocket,
+  stdin: AsyncIterable<Uint8Array>,
+  onWritten: () => void,
+): Promise<void> {
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const sent = (bytes: number) => () => {
+  const sent = (bytes: number) => (error?: Error) => {
+    if (!error) onWritten();
     inFlight -= bytes;
     if (inFlight <= IN_FLIGHT_LIMIT / 2) drained?.();
   };

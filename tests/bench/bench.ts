@@ -2,11 +2,13 @@
  * tcpgadget's benchmark: loopback TCP connection churn, untraced and under
  * tcpgadget (`-o json` and default columns) and, for reference, under
  * libbpf-tools' tcplife, tcpstates and tcptracer and a bpftrace script of
- * the same C/A/X events (tcp_cax.bt), those that are installed. Prints
- * figures; passes or fails nothing.
+ * the same C/A/X events (tcp_cax.bt), those that are installed; and
+ * `egress run` (egress_run.ts): tg-churn judged as its COMMAND, and the
+ * start-up cost on a command making few connections. Prints figures;
+ * passes or fails nothing.
  *
  *   deno run -A tests/bench/bench.ts [--quick] [--connections N] [--rounds R]
- *     [--threads T] [--inflight K] [--only json|columns|reference]
+ *     [--threads T] [--inflight K] [--only json|columns|reference|egress]
  *
  * Needs root (the tracers load BPF) and a C compiler (the load generator,
  * churn.c, and the reader of the tracers' output, tap.c, are compiled into
@@ -27,6 +29,12 @@ import type { ChurnOptions, ChurnResult } from "./churn.ts";
 import { buildChurn } from "./churn.ts";
 import { Children } from "./children.ts";
 import { CHURN_COMM } from "./counters.ts";
+import {
+  type EgressChurnResult,
+  runEgressChurn,
+  runStartup,
+  type StartupResult,
+} from "./egress_run.ts";
 import {
   backgroundBusy,
   debianPackageVersion,
@@ -51,7 +59,8 @@ const USAGE = `Usage: deno run -A tests/bench/bench.ts [options]
 
 Loopback TCP connection churn, untraced and traced by tcpgadget (-o json, columns)
 and, where installed, by libbpf-tools' tcplife/tcpstates/tcptracer and bpftrace
-(tests/bench/tcp_cax.bt); prints figures. Needs root and a C compiler.
+(tests/bench/tcp_cax.bt); and tg-churn as COMMAND of 'egress run', and egress run's
+start-up cost on a command making few connections; prints figures. Needs root and a C compiler.
 
 Options:
   --connections N   connections per run (default 1000000; 100000 with --quick);
@@ -59,7 +68,7 @@ Options:
   --rounds R        rounds of untraced/traced pairs per tracer (default 3; 1 with --quick)
   --threads T       load generator worker threads (default: the number of CPUs)
   --inflight K      connections in flight per worker thread (default 16)
-  --only WHAT       json, columns or reference; repeat or separate with commas
+  --only WHAT       json, columns, reference or egress; repeat or separate with commas
                     (default: all)
   --bpf-stats       also measure the kernel time of each tracer's BPF programs
                     (turns on kernel.bpf_stats_enabled while running, which
@@ -73,6 +82,8 @@ export interface BenchOptions {
   churn: ChurnOptions;
   rounds: number;
   modes: Set<Mode>;
+  /** The `egress run` rows. */
+  egress: boolean;
   /** Measure the BPF programs' kernel time (kernel.bpf_stats_enabled). */
   bpfStats: boolean;
 }
@@ -113,10 +124,17 @@ export function parseOptions(args: string[]): BenchOptions | undefined {
   if (parsed.help) return undefined;
   const quick = parsed.quick ?? false;
   const modes = new Set<Mode>();
-  for (const item of (parsed.only ?? ["json,columns,reference"]).flatMap((s) => s.split(","))) {
+  let egress = false;
+  for (
+    const item of (parsed.only ?? ["json,columns,reference,egress"]).flatMap((s) => s.split(","))
+  ) {
     const mode = item.trim();
+    if (mode === "egress") {
+      egress = true;
+      continue;
+    }
     if (mode !== "json" && mode !== "columns" && mode !== "reference") {
-      throw new UsageError(`--only wants json, columns or reference, not "${mode}"`);
+      throw new UsageError(`--only wants json, columns, reference or egress, not "${mode}"`);
     }
     modes.add(mode);
   }
@@ -132,6 +150,7 @@ export function parseOptions(args: string[]): BenchOptions | undefined {
     },
     rounds: parseCount("--rounds", parsed.rounds ?? (quick ? "1" : "3"), 1),
     modes,
+    egress,
     bpfStats: parsed["bpf-stats"] ?? false,
   };
 }
@@ -362,6 +381,123 @@ function report(
   return out;
 }
 
+/** The `egress run` measurements. */
+interface EgressFigures {
+  /** tg-churn alone, before, between and after the judged runs. */
+  untraced: EgressChurnResult[];
+  /** tg-churn as COMMAND of `egress run`. */
+  judged: EgressChurnResult[];
+  startUntraced: StartupResult[];
+  startJudged: StartupResult[];
+}
+
+function egressReport(figures: EgressFigures): string[] {
+  const { untraced, judged } = figures;
+  // Each judged run over the mean of the untraced runs just before and after it.
+  const ratios = judged.map((run, i) =>
+    run.churn.rate / ((untraced[i].churn.rate + untraced[i + 1].churn.rate) / 2)
+  );
+  const cpuPerConn = (runs: EgressChurnResult[]) =>
+    median(runs.map((r) => r.cpu / r.churn.connections * 1e6));
+  const out = [
+    "",
+    "egress run: tg-churn as COMMAND (egress run --allow 127.0.0.1 -- tg-churn ...), each",
+    "connection judged, against tg-churn alone",
+    ...table(
+      ["run", "conn/s", "vs untraced", "connections", "judged", "lost", "CPU µs/conn", "exit"],
+      [
+        [
+          "untraced",
+          int(median(untraced.map((r) => r.churn.rate))),
+          "1.00x",
+          int(sum(untraced.map((r) => r.churn.connections))),
+          "",
+          "",
+          fixed(cpuPerConn(untraced), 2),
+          untraced.map((r) => r.code).join(","),
+        ],
+        [
+          "egress run",
+          int(median(judged.map((r) => r.churn.rate))),
+          `${fixed(median(ratios), 2)}x`,
+          int(sum(judged.map((r) => r.churn.connections))),
+          int(sum(judged.map((r) => r.judged ?? NaN))),
+          int(sum(judged.map((r) => r.lost ?? NaN))),
+          fixed(cpuPerConn(judged), 2),
+          judged.map((r) => r.code).join(","),
+        ],
+      ],
+    ),
+    "",
+    "egress run start-up: python3 making 3 loopback connections, alone and as COMMAND",
+    ...table(
+      ["run", "to COMMAND ms", "total ms"],
+      [
+        [
+          "untraced",
+          int(median(figures.startUntraced.map((r) => r.toCommandMs))),
+          int(median(figures.startUntraced.map((r) => r.totalMs))),
+        ],
+        [
+          "egress run",
+          int(median(figures.startJudged.map((r) => r.toCommandMs))),
+          int(median(figures.startJudged.map((r) => r.totalMs))),
+        ],
+      ],
+    ),
+    "",
+    "How to read: conn/s and vs untraced as above; judged: the connect attempts the run's",
+    "summary counts for tg-churn (one per connection when nothing is lost); CPU µs/conn: CPU of",
+    "the whole run (tcpgadget, tg-churn and the BPF programs in tg-churn's system calls) per",
+    "connection, median; exit: each run's status (egress run: COMMAND's, 3 broke the policy,",
+    "4 lost events). Start-up: medians from spawn to the command's first line (the time it",
+    "printed as it started) and to its exit, the report included; with egress run, the first",
+    "includes deno's start, loading and attaching the BPF programs, and the gate.",
+  ];
+  return out;
+}
+
+async function measureEgress(
+  options: BenchOptions,
+  children: Children,
+  repo: string,
+  binary: string,
+  limits: RunLimits,
+): Promise<EgressFigures> {
+  const figures: EgressFigures = { untraced: [], judged: [], startUntraced: [], startJudged: [] };
+  // Attach and the report on top of the churn's own time.
+  const timeoutMs = limits.churnTimeoutMs + limits.attachTimeoutMs;
+  const untraced = async (label: string) => {
+    const run = await runEgressChurn(children, repo, binary, options.churn, false, timeoutMs);
+    figures.untraced.push(run);
+    progress(`egress ${label}untraced: ${int(run.churn.rate)} conn/s, CPU ${fixed(run.cpu, 2)} s`);
+  };
+  for (let round = 1; round <= options.rounds; round++) {
+    await untraced(`round ${round}/${options.rounds} `);
+    const run = await runEgressChurn(children, repo, binary, options.churn, true, timeoutMs);
+    figures.judged.push(run);
+    progress(
+      `egress round ${round}/${options.rounds} egress run: ${int(run.churn.rate)} conn/s, ` +
+        `${int(run.judged ?? NaN)} judged, lost ${int(run.lost ?? NaN)}, ` +
+        `CPU ${fixed(run.cpu, 2)} s, exit ${run.code}`,
+    );
+  }
+  await untraced("last ");
+  const starts = Math.max(3, 2 * options.rounds);
+  for (let i = 1; i <= starts; i++) {
+    const alone = await runStartup(children, repo, false, limits.attachTimeoutMs);
+    const judged = await runStartup(children, repo, true, limits.attachTimeoutMs);
+    figures.startUntraced.push(alone);
+    figures.startJudged.push(judged);
+    progress(
+      `egress start-up ${i}/${starts}: untraced ${int(alone.toCommandMs)}/${
+        int(alone.totalMs)
+      } ms, egress run ${int(judged.toCommandMs)}/${int(judged.totalMs)} ms (to COMMAND/total)`,
+    );
+  }
+  return figures;
+}
+
 // ---------------------------------------------------------------- running
 
 function progress(message: string): void {
@@ -475,7 +611,13 @@ async function run(options: BenchOptions): Promise<number> {
       }
     }
     if (open) await runUntracedBetween("last ");
-    console.log(report(options, untraced, pairsBySpec, unavailable).join("\n"));
+    if (specs.length > 0) {
+      console.log(report(options, untraced, pairsBySpec, unavailable).join("\n"));
+    }
+    if (options.egress) {
+      const figures = await measureEgress(options, children, repo, binary, limits);
+      console.log(egressReport(figures).join("\n"));
+    }
     return 0;
   } finally {
     await cleanup();

@@ -40,6 +40,8 @@ export interface ContainerSpec {
   hierarchies: Hierarchy[];
   /** Default: a new random UID. Containers of one pod share it. */
   podUid?: string;
+  /** Files of its own (target path -> source), e.g. /etc/resolv.conf: see Actor.start. */
+  binds?: Record<string, string>;
 }
 
 /** Mount points of the hierarchies available here. */
@@ -158,7 +160,7 @@ export class FakeNode implements AsyncDisposable {
       for (const mount of mounts) dirs.push(this.#mkdirCgroup(mount, path));
     }
     this.#kubeletFiles(spec, podUid, containerId);
-    const actor = await Actor.start(spec.comm, { unshareMount: true });
+    const actor = await Actor.start(spec.comm, { unshareMount: true, binds: spec.binds });
     const container: FakeContainer = {
       spec,
       actor,

@@ -13,7 +13,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { assert, assertEquals } from "./assert.ts";
 import { CliRun } from "./cli.ts";
-import { PodActor } from "./cluster.ts";
+import { type ClusterEvent, PodActor } from "./cluster.ts";
 import { BPF_SKIP_REASON } from "./privileges.ts";
 import {
   BASELINE_NAMESPACE,
@@ -508,18 +508,7 @@ export interface Party {
 }
 
 /** The fields of an event a real-cluster test compares exactly. */
-export interface SeenEvent {
-  node: string;
-  namespace: string;
-  pod: string;
-  container: string;
-  operation: string;
-  pid: number;
-  comm: string;
-  saddr: string;
-  sport: number;
-  daddr: string;
-  dport: number;
+export interface SeenEvent extends ClusterEvent {
   containerid: string | null;
   poduid: string | null;
   srcendpoint?: Endpoint | null;
