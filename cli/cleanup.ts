@@ -1,7 +1,8 @@
 /**
  * `tcpgadget cleanup`: deletes the agent pods that earlier cluster-mode
  * runs left (a client killed with SIGKILL, a laptop closed), found by
- * tcpgadget's labels, and waits until they are gone.
+ * tcpgadget's labels, and waits until they are gone; and the local payload
+ * directories such clients left in the temporary directory.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import "../k8s/api/silence_node_warnings.ts";
 import { TcpgadgetError } from "../core/errors.ts";
 import { printable } from "../core/printable.ts";
 import { printWarning } from "../core/warning.ts";
+import { sweepAbandonedBundleDirs } from "../k8s/api/bundle_dir.ts";
 import { KubeClient } from "../k8s/api/kube_client.ts";
 import { loadKubeconfig } from "../k8s/api/kubeconfig.ts";
 import { deletePods, findAgentPods } from "../k8s/api/pod_cleanup.ts";
@@ -25,6 +27,7 @@ export async function cleanup(
   options: { kubeconfig?: string; context?: string; namespace?: string },
   io: CleanupIo = { warn: printWarning, log: (message) => console.log(message) },
 ): Promise<number> {
+  await sweepAbandonedBundleDirs().catch(() => {});
   const client = new KubeClient(loadKubeconfig(options));
   const namespace = options.namespace;
   const byNamespace = await findAgentPods(client, namespace);

@@ -43,13 +43,18 @@ function alive(pid: number): boolean {
 
 realClusterTest(
   FILE,
-  "real cluster: a client killed with SIGKILL leaves its pods with their deadlines; 'tcpgadget cleanup' deletes them and their processes end",
+  "real cluster: a client killed with SIGKILL leaves its pods with their deadlines, and its payload directory; 'tcpgadget cleanup' deletes them and their processes end",
   {},
   async () => {
     await using cluster = new RealCluster();
+    // The clients' temporary directory: what they leave is seen there.
+    const tmp = await Deno.makeTempDir({ prefix: "tcpgadget-e2e-tmp-" });
+    cluster.defer(() => Deno.remove(tmp, { recursive: true }));
+    const env = { TMPDIR: tmp };
+    const left = () => [...Deno.readDirSync(tmp)].map((entry) => entry.name);
     const runs = [
-      await cluster.startRun(["-A", "-o", "json"]),
-      await cluster.startRun(["-A", "--timeout", "100", "-o", "json"]),
+      await cluster.startRun(["-A", "-o", "json"], { env }),
+      await cluster.startRun(["-A", "--timeout", "100", "-o", "json"], { env }),
     ];
     const namespace = runs[0].namespace;
     for (const { run } of runs) {
@@ -77,10 +82,15 @@ realClusterTest(
     );
     assertEquals(deadlines, [6 * 3600, 100 + 600]);
     assert(tracers.every(alive), "the tracers run on without their client");
+    assertEquals(
+      left().filter((name) => name.startsWith("tcpgadget-bundle-")).length,
+      2,
+      `${left()}`,
+    );
 
     // ...or until cleanup, which waits until they are gone.
     const cleanup = (...args: string[]) =>
-      CliRun.run(["cleanup", "--kubeconfig", cluster.kubeconfig, ...args]);
+      CliRun.run(["cleanup", "--kubeconfig", cluster.kubeconfig, ...args], { env });
     const cleaned = await cleanup("--agent-namespace", namespace);
     assertEquals([cleaned.code, cleaned.stderr, cleaned.stdout], [
       0,
@@ -88,6 +98,7 @@ realClusterTest(
       names.map((name) => `deleted pod ${name}\n`).join(""),
     ]);
     assertEquals(await cluster.agentPods(), []);
+    assertEquals(left(), []);
     assertEquals(tracers.filter(alive), [], "the tracers ended with their pods");
     const again = await cleanup("--agent-namespace", namespace);
     assertEquals([again.code, again.stdout, again.stderr], [

@@ -32,3 +32,4 @@ export { ExecDroppedError, execInPod, type ExecTarget } from "./exec.ts";
 export { type Payload, preparePayload, uploadFiles } from "./self_copy.ts";
 export { type CopyTarget, PayloadDistribution } from "./payload_distribution.ts";
 export { deletePods, findAgentPods } from "./pod_cleanup.ts";
+export { makeBundleDir, sweepAbandonedBundleDirs } from "./bundle_dir.ts";

@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { TcpgadgetError } from "../../core/errors.ts";
 import { gzipFile } from "../../core/gzip_file.ts";
 import { AGENT_DIR } from "./agent_pod.ts";
+import { makeBundleDir } from "./bundle_dir.ts";
 import { COPY_EXIT, type ReceivedFile, unpackCommand } from "./copy_scripts.ts";
 import { execInPod, type ExecTarget } from "./exec.ts";
 
@@ -75,21 +76,7 @@ export function isCompiledBinary(): boolean {
  * each packed (gzip) in a temporary directory.
  */
 export async function preparePayload(main: URL, signal?: AbortSignal): Promise<Payload> {
-  const dir = await Deno.makeTempDir({ prefix: "tcpgadget-bundle-" });
-  // However the process ends (Deno.exit after a second Ctrl-C included),
-  // the bundle does not stay behind.
-  const removeAtExit = () => {
-    try {
-      Deno.removeSync(dir, { recursive: true });
-    } catch {
-      // already removed
-    }
-  };
-  globalThis.addEventListener("unload", removeAtExit);
-  const remove = async () => {
-    globalThis.removeEventListener("unload", removeAtExit);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
+  const { path: dir, dispose: remove } = await makeBundleDir();
   const interrupted = () => {
     if (signal?.aborted) throw new TcpgadgetError("interrupted");
   };
