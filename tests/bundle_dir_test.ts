@@ -35,7 +35,7 @@ Deno.test("bundle dir: a SIGKILLed client's payload directory is swept; a live o
     killed.child.kill("SIGKILL");
     await killed.child.status;
     const foreign = `${parent}/tcpgadget-bundle-test-abc`;
-    const fresh = `${parent}/tcpgadget-bundle-0123456789abcdef`;
+    const fresh = `${parent}/tcpgadget-bundle-123456789abcdef`;
     await Deno.mkdir(foreign);
     await Deno.mkdir(fresh);
     const names = () => [...Deno.readDirSync(parent)].map((e) => `${parent}/${e.name}`).sort();

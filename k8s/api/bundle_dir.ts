@@ -15,8 +15,8 @@ import { dirname } from "node:path";
 /** The prefix of every payload directory. */
 export const BUNDLE_DIR_PREFIX = "tcpgadget-bundle-";
 const OWNER = "owner";
-// The names Deno.makeTempDir gives; tests' own directories differ.
-const BUNDLE_DIR = /^tcpgadget-bundle-[0-9a-f]{16}$/;
+// The names Deno.makeTempDir gives (hex, leading zeros dropped); tests' own differ.
+const BUNDLE_DIR = /^tcpgadget-bundle-[0-9a-f]+$/;
 // A directory without an owner file is older than the lock (from an earlier
 // version), or its process is between making it and locking it: only the
 // first kind is this old.
