@@ -27,7 +27,7 @@ async function holder(parent: string) {
   return { child, path: text.trim() };
 }
 
-Deno.test("bundle dir: a SIGKILLed client's payload directory is swept; a live one, a test's and a fresh one without owner stay", async () => {
+Deno.test("bundle dir: a SIGKILLed client's payload directory is swept; a live one, a test's, and fresh ones without owner or lock stay", async () => {
   const parent = await Deno.makeTempDir({ prefix: "tcpgadget-sweep-test-" });
   try {
     const killed = await holder(parent);
@@ -44,14 +44,61 @@ Deno.test("bundle dir: a SIGKILLed client's payload directory is swept; a live o
     await sweepAbandonedBundleDirs(parent);
     assertEquals(names(), [live.path, foreign, fresh].sort());
 
-    // An owner-less directory from before the lock, an hour old, goes too.
+    // A staging directory (being locked) stays while it is fresh.
+    const staging = `${parent}/tcpgadget-bundle-new-abc123`;
+    await Deno.mkdir(staging);
+    await Deno.writeTextFile(`${staging}/owner`, "");
+    await sweepAbandonedBundleDirs(parent);
+    assertEquals(names(), [live.path, foreign, fresh, staging].sort());
+
+    // An owner-less directory from before the lock, and a staging one whose
+    // process died, an hour old, go too.
     const hourAgo = new Date(Date.now() - 3600_000);
     await Deno.utime(fresh, hourAgo, hourAgo);
+    await Deno.utime(staging, hourAgo, hourAgo);
     await sweepAbandonedBundleDirs(parent);
     assertEquals(names(), [live.path, foreign].sort());
 
     live.child.kill("SIGTERM");
     await live.child.status;
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+Deno.test("bundle dir: runs started at once never sweep each other's directory", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "tcpgadget-sweep-test-" });
+  try {
+    // Each process makes, fills, checks and removes directories in a loop,
+    // and so sweeps the others' at every step of their making.
+    const script = `const { makeBundleDir } = await import(${JSON.stringify(MODULE)});
+      let lost = 0;
+      for (let i = 0; i < 150; i++) {
+        const dir = await makeBundleDir();
+        try {
+          await Deno.writeTextFile(dir.path + "/payload", "x");
+          await new Promise((r) => setTimeout(r, 0));
+          await Deno.stat(dir.path + "/payload");
+        } catch {
+          lost++;
+        }
+        await dir.dispose();
+      }
+      console.log(lost);`;
+    const outputs = await Promise.all(
+      [1, 2, 3, 4].map(() =>
+        new Deno.Command(Deno.execPath(), {
+          args: ["eval", script],
+          env: { TMPDIR: parent },
+          stdout: "piped",
+        }).output()
+      ),
+    );
+    assertEquals(
+      outputs.map((output) => [output.code, new TextDecoder().decode(output.stdout).trim()]),
+      [[0, "0"], [0, "0"], [0, "0"], [0, "0"]],
+    );
+    assertEquals([...Deno.readDirSync(parent)], []);
   } finally {
     await Deno.remove(parent, { recursive: true });
   }

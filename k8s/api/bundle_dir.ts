@@ -10,13 +10,15 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 
 /** The prefix of every payload directory. */
 export const BUNDLE_DIR_PREFIX = "tcpgadget-bundle-";
 const OWNER = "owner";
+// Not hex: a directory of this name is being locked (swept only when old).
+const STAGING_PREFIX = "tcpgadget-bundle-new-";
 // The names Deno.makeTempDir gives (hex, leading zeros dropped); tests' own differ.
-const BUNDLE_DIR = /^tcpgadget-bundle-[0-9a-f]+$/;
+const BUNDLE_DIR = /^tcpgadget-bundle-(new-)?[0-9a-f]+$/;
 // A directory without an owner file is older than the lock (from an earlier
 // version), or its process is between making it and locking it: only the
 // first kind is this old.
@@ -45,9 +47,17 @@ export interface BundleDir {
  * ```
  */
 export async function makeBundleDir(): Promise<BundleDir> {
-  const path = await Deno.makeTempDir({ prefix: BUNDLE_DIR_PREFIX });
-  const owner = await Deno.open(`${path}/${OWNER}`, { create: true, write: true });
+  // Made under a name the sweep does not take for a payload directory, and
+  // given its final name only once its owner file is locked: between
+  // creating the file and locking it, another run's sweep would find it
+  // unlocked and remove the directory (two runs started at once did).
+  const staging = await Deno.makeTempDir({ prefix: STAGING_PREFIX });
+  const owner = await Deno.open(`${staging}/${OWNER}`, { create: true, write: true });
   owner.lockSync(true);
+  const path = `${dirname(staging)}/${BUNDLE_DIR_PREFIX}${
+    basename(staging).slice(STAGING_PREFIX.length)
+  }`;
+  await Deno.rename(staging, path);
   await sweepAbandonedBundleDirs(dirname(path)).catch(() => {});
   let removed = false;
   const removeSync = () => {
@@ -79,10 +89,20 @@ export function tempDir(): string {
 /** Removes the payload directories in `parent` whose process is gone. */
 export async function sweepAbandonedBundleDirs(parent = tempDir()): Promise<void> {
   for await (const entry of Deno.readDir(parent)) {
-    if (!entry.isDirectory || !BUNDLE_DIR.test(entry.name)) continue;
+    const match = entry.isDirectory && BUNDLE_DIR.exec(entry.name);
+    if (!match) continue;
     const path = `${parent}/${entry.name}`;
+    // A staging directory is being locked, unless it is old: its process
+    // was killed in those microseconds.
+    const staging = match[1] !== undefined;
+    if (staging && !(await older(path, UNLOCKED_AGE_MS))) continue;
     if (await abandoned(path)) await Deno.remove(path, { recursive: true }).catch(() => {});
   }
+}
+
+async function older(path: string, ms: number): Promise<boolean> {
+  const { mtime } = await Deno.stat(path).catch(() => ({ mtime: null }));
+  return mtime !== null && Date.now() - mtime.getTime() > ms;
 }
 
 async function abandoned(path: string): Promise<boolean> {
@@ -91,8 +111,7 @@ async function abandoned(path: string): Promise<boolean> {
     owner = await Deno.open(`${path}/${OWNER}`, { write: true });
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) return false;
-    const { mtime } = await Deno.stat(path).catch(() => ({ mtime: null }));
-    return mtime !== null && Date.now() - mtime.getTime() > UNLOCKED_AGE_MS;
+    return await older(path, UNLOCKED_AGE_MS);
   }
   try {
     return owner.tryLockSync(true);
