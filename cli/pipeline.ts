@@ -27,7 +27,7 @@ export interface PipelineStages {
 }
 
 /**
- * enrich -> filter -> sink, for one event at a time. Events may be one
+ * enrich -> filter -> name -> sink, for one event at a time. Events may be one
  * object reused (the sink copies what it keeps).
  *
  * @example
@@ -35,7 +35,6 @@ export interface PipelineStages {
  * import { EventPipeline } from "./pipeline.ts";
  * import { NodeEnricher } from "../core/trace_event.ts";
  * import type { TcpEvent } from "../core/event.ts";
-import type { NameDirectory } from "../core/destination_name.ts";
  * import assert from "node:assert/strict";
  * const seen: string[] = [];
  * const pipeline = new EventPipeline({
