@@ -31,7 +31,9 @@ import {
   roundTrip,
   seenEvents,
   sortedEvents,
+  START_TIMEOUT_MS,
   stderrLines,
+  tracingOneNode,
 } from "./helpers/real_cluster.ts";
 import {
   containerdWithStreamIdleTimeout,
@@ -43,18 +45,6 @@ import { UploadCutter } from "./helpers/upload_cutter.ts";
 import { sha256File } from "../k8s/api/self_copy.ts";
 
 const FILE = "tests/real_cluster_faults_test.ts";
-const START_TIMEOUT_MS = 240_000;
-
-async function tracing(run: CliRun): Promise<void> {
-  const line = "tracing TCP connections on 1 node";
-  const failed = "no node could be traced";
-  await run.waitFor(
-    () => run.stderr.includes(line) || run.stderr.includes(failed),
-    line,
-    START_TIMEOUT_MS,
-  );
-  assert(run.stderr.includes(line), run.stderr);
-}
 
 /** Ends a run that a failed test left running. */
 async function stop(run: CliRun): Promise<void> {
@@ -114,7 +104,7 @@ realClusterTest(
       "json",
     ]);
     cluster.defer(() => stop(run));
-    await tracing(run);
+    await tracingOneNode(run);
     const [agentPod] = await cluster.agentPodObjects(runId);
     const before = agentProcesses(agentPod);
     assertEquals(before.length, 1, `agents: ${before}`);
@@ -252,7 +242,7 @@ realClusterTest(
       60,
     );
     cutter.resumeRetry();
-    await tracing(run);
+    await tracingOneNode(run);
 
     const agentName = agentPod.metadata!.name!;
     const inPod = (command: string[]) => execText(cluster, namespace, agentName, "agent", command);
@@ -314,7 +304,7 @@ realClusterTest(
       { kubeconfig: apiserver.kubeconfig },
     );
     cluster.defer(() => stop(run));
-    await tracing(run);
+    await tracingOneNode(run);
     // Nothing to report for longer than the timeout.
     await new Promise((resolve) => setTimeout(resolve, IDLE_S * 1000));
     const { sock: listener, port } = await server.do("listen 0.0.0.0");

@@ -12,7 +12,6 @@
  * @module
  */
 
-import { Actor } from "./helpers/actors.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { CliRun } from "./helpers/cli.ts";
 import {
@@ -59,28 +58,21 @@ realClusterTest(
   { local: true, bpf: true },
   async () => {
     await using cluster = new RealCluster();
-    const sfx = cluster.suffix;
-    const serverLabels = { "tcpgadget-e2e/app": `server-${sfx}` };
-    const [serverPod, webPod, otherPod] = await Promise.all([
-      cluster.pod(E2E_NAMESPACE, `tgs-${sfx}`, [{ name: "server" }], serverLabels),
-      cluster.pod(E2E_NAMESPACE, `tgw-${sfx}`, [{ name: "alpha" }, { name: "beta" }]),
-      cluster.pod(E2E_BASELINE_NAMESPACE, `tgo-${sfx}`, [{ name: "main" }]),
-    ]);
-    const [server, alpha, beta, other, host] = await Promise.all([
-      cluster.actor(serverPod, "server", `tgs-${sfx}`),
-      cluster.actor(webPod, "alpha", `tga-${sfx}`),
-      cluster.actor(webPod, "beta", `tgb-${sfx}`),
-      cluster.actor(otherPod, "main", `tgo-${sfx}`),
-      Actor.start(`tgh-${sfx}`),
-    ]);
-    cluster.defer(() => host.stop());
-    const comms = [server, alpha, beta, other, host].map((actor) => actor.comm);
-    const { sock: listener, port } = await server.do("listen 0.0.0.0");
-    const service = await cluster.service(E2E_NAMESPACE, `tgsvc-${sfx}`, serverLabels, 80, port);
-    const clusterIP = service.spec!.clusterIP!;
-    const [node] = await cluster.readyNodes();
-    const nodeObject = await cluster.core.readNode({ name: node });
-    const nodeIP = nodeObject.status!.addresses!.find((a) => a.type === "InternalIP")!.address;
+    const {
+      serverPod,
+      webPod,
+      otherPod,
+      server,
+      alpha,
+      beta,
+      other,
+      host,
+      comms,
+      listener,
+      port,
+      clusterIP,
+      nodeIP,
+    } = await cluster.serverAndClients();
 
     const runs: CliRun[] = [];
     cluster.defer(async () => {

@@ -18,10 +18,8 @@
  * @module
  */
 
-import { Actor } from "./helpers/actors.ts";
 import { assertEquals } from "./helpers/assert.ts";
 import { execText } from "./helpers/cluster.ts";
-import type { CliRun } from "./helpers/cli.ts";
 import {
   connectionEvents,
   E2E_AGENT_IMAGE,
@@ -35,18 +33,12 @@ import {
   seenEvents,
   sortedEvents,
   stderrLines,
+  tracingOneNode,
 } from "./helpers/real_cluster.ts";
 import { DEFAULT_AGENT_IMAGE } from "../k8s/api/agent_pod.ts";
 import { sha256File } from "../k8s/api/self_copy.ts";
 
 const FILE = "tests/real_cluster_trace_test.ts";
-/** Pods start, upload and attach at once on a loaded 2-core machine: generous. */
-const START_TIMEOUT_MS = 240_000;
-
-async function tracing(run: CliRun): Promise<void> {
-  const line = "tracing TCP connections on 1 node";
-  await run.waitFor(() => run.stderr.includes(line), line, START_TIMEOUT_MS);
-}
 
 realClusterTest(
   FILE,
@@ -55,29 +47,25 @@ realClusterTest(
   async () => {
     await using cluster = new RealCluster();
     const sfx = cluster.suffix;
+    // The same labels in two namespaces: -l applies within the namespace.
     const role = { "tcpgadget-e2e/role": `client-${sfx}` };
-    const serverLabels = { "tcpgadget-e2e/app": `server-${sfx}` };
-    const [serverPod, webPod, otherPod] = await Promise.all([
-      cluster.pod(E2E_NAMESPACE, `tgs-${sfx}`, [{ name: "server" }], serverLabels),
-      cluster.pod(E2E_NAMESPACE, `tgw-${sfx}`, [{ name: "alpha" }, { name: "beta" }], role),
-      // Another namespace, the same labels: -l applies within the namespace.
-      cluster.pod(E2E_BASELINE_NAMESPACE, `tgo-${sfx}`, [{ name: "main" }], role),
-    ]);
-    const [server, alpha, beta, other, host] = await Promise.all([
-      cluster.actor(serverPod, "server", `tgs-${sfx}`),
-      cluster.actor(webPod, "alpha", `tga-${sfx}`),
-      cluster.actor(webPod, "beta", `tgb-${sfx}`),
-      cluster.actor(otherPod, "main", `tgo-${sfx}`),
-      Actor.start(`tgh-${sfx}`),
-    ]);
-    cluster.defer(() => host.stop());
-    const comms = [server, alpha, beta, other, host].map((actor) => actor.comm);
-    const { sock: listener, port } = await server.do("listen 0.0.0.0");
-    const service = await cluster.service(E2E_NAMESPACE, `tgsvc-${sfx}`, serverLabels, 80, port);
-    const clusterIP = service.spec!.clusterIP!;
-    const [node] = await cluster.readyNodes();
-    const nodeObject = await cluster.core.readNode({ name: node });
-    const nodeIP = nodeObject.status!.addresses!.find((a) => a.type === "InternalIP")!.address;
+    const {
+      serverPod,
+      webPod,
+      otherPod,
+      server,
+      alpha,
+      beta,
+      other,
+      host,
+      comms,
+      listener,
+      port,
+      service,
+      clusterIP,
+      node,
+      nodeIP,
+    } = await cluster.serverAndClients(role);
 
     // Side by side, so that their pods and uploads overlap.
     const all = await cluster.startRun(["-A", "-o", "json"]);
@@ -99,7 +87,7 @@ realClusterTest(
     ]);
     const timed = await cluster.startRun(["-A", "--timeout", "5", "-o", "json"]);
     const runs = [all, alphaAndHost, otherNamespace, labelled, timed];
-    await Promise.all(runs.map(({ run }) => tracing(run)));
+    await Promise.all(runs.map(({ run }) => tracingOneNode(run)));
 
     // What the agent pods are, as the real API server stored them.
     const [agentPod] = await cluster.agentPodObjects(all.runId);

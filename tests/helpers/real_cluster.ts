@@ -11,6 +11,7 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
+import { Actor } from "./actors.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { CliRun } from "./cli.ts";
 import { type ClusterEvent, PodActor } from "./cluster.ts";
@@ -282,6 +283,54 @@ export class RealCluster implements AsyncDisposable {
     this.#cleanups.push(() => actor.stop());
     const nodePid = isLocalTestCluster() ? containerNodePid(pod, container, actor.pid) : 0;
     return Object.assign(actor, { nodePid });
+  }
+
+  /**
+   * The pods the trace tests share: a server pod (container `server`,
+   * listening, behind a real Service), a pod of two containers (`alpha`,
+   * `beta`) and one in the baseline namespace (`main`), both labelled
+   * `clientLabels`; an actor in each container and one on the host.
+   */
+  async serverAndClients(clientLabels: Record<string, string> = {}) {
+    const sfx = this.suffix;
+    const serverLabels = { "tcpgadget-e2e/app": `server-${sfx}` };
+    const [serverPod, webPod, otherPod] = await Promise.all([
+      this.pod(E2E_NAMESPACE, `tgs-${sfx}`, [{ name: "server" }], serverLabels),
+      this.pod(E2E_NAMESPACE, `tgw-${sfx}`, [{ name: "alpha" }, { name: "beta" }], clientLabels),
+      this.pod(E2E_BASELINE_NAMESPACE, `tgo-${sfx}`, [{ name: "main" }], clientLabels),
+    ]);
+    const [server, alpha, beta, other, host] = await Promise.all([
+      this.actor(serverPod, "server", `tgs-${sfx}`),
+      this.actor(webPod, "alpha", `tga-${sfx}`),
+      this.actor(webPod, "beta", `tgb-${sfx}`),
+      this.actor(otherPod, "main", `tgo-${sfx}`),
+      Actor.start(`tgh-${sfx}`),
+    ]);
+    this.defer(() => host.stop());
+    const comms = [server, alpha, beta, other, host].map((actor) => actor.comm);
+    const { sock: listener, port } = await server.do("listen 0.0.0.0");
+    const service = await this.service(E2E_NAMESPACE, `tgsvc-${sfx}`, serverLabels, 80, port);
+    const clusterIP = service.spec!.clusterIP!;
+    const [node] = await this.readyNodes();
+    const nodeObject = await this.core.readNode({ name: node });
+    const nodeIP = nodeObject.status!.addresses!.find((a) => a.type === "InternalIP")!.address;
+    return {
+      serverPod,
+      webPod,
+      otherPod,
+      server,
+      alpha,
+      beta,
+      other,
+      host,
+      comms,
+      listener,
+      port,
+      service,
+      clusterIP,
+      node,
+      nodeIP,
+    };
   }
 
   /**
@@ -687,4 +736,19 @@ export function agentProcesses(agentPod: k8s.V1Pod): number[] {
       return false;
     }
   });
+}
+
+/** How long a run may take to trace on a loaded 2-core machine (pods start, upload, attach). */
+export const START_TIMEOUT_MS = 240_000;
+
+/** Waits until `run` traces its node; fails at once if no node could be traced. */
+export async function tracingOneNode(run: CliRun): Promise<void> {
+  const line = "tracing TCP connections on 1 node";
+  const failed = "no node could be traced";
+  await run.waitFor(
+    () => run.stderr.includes(line) || run.stderr.includes(failed),
+    line,
+    START_TIMEOUT_MS,
+  );
+  assert(run.stderr.includes(line), run.stderr);
 }
