@@ -3,7 +3,8 @@
  * cluster with nothing installed beforehand. The flow:
  *
  *   select nodes --> one agent pod per node (k8s/api/agent_session.ts:
- *   pod, upload of tcpgadget, node mode streaming JSON lines)
+ *   pod, upload of tcpgadget unless its image holds it, node mode
+ *   streaming JSON lines)
  *   --> per line: decode --> enrich (API names) --> filter --> format
  *
  * and, however it ends, every pod deleted and waited for.
@@ -16,8 +17,14 @@ import { TcpgadgetError } from "../core/errors.ts";
 import { sleep } from "../core/sleep.ts";
 import type { TraceEvent } from "../core/trace_event.ts";
 import type { KubernetesFilter } from "../k8s/pod_filter.ts";
-import { DEFAULT_AGENT_IMAGE, HOST_ROOT } from "../k8s/api/agent_pod.ts";
-import { type AgentListener, type AgentRun, AgentSession } from "../k8s/api/agent_session.ts";
+import { AGENT_PID_FILE, DEFAULT_AGENT_IMAGE, HOST_ROOT } from "../k8s/api/agent_pod.ts";
+import {
+  type AgentListener,
+  type AgentRun,
+  AgentSession,
+  type ProgramDelivery,
+  programInImage,
+} from "../k8s/api/agent_session.ts";
 import { ClusterMetadata } from "../k8s/api/cluster_metadata.ts";
 import { KubeClient } from "../k8s/api/kube_client.ts";
 import { loadKubeconfig } from "../k8s/api/kubeconfig.ts";
@@ -26,6 +33,7 @@ import { kubernetesArch, selectNodes } from "../k8s/api/node_selection.ts";
 import { PayloadDistribution } from "../k8s/api/payload_distribution.ts";
 import { deletePods } from "../k8s/api/pod_cleanup.ts";
 import { type Payload, preparePayload } from "../k8s/api/self_copy.ts";
+const AGENT_IMAGE_PROGRAM = "/usr/local/bin/tcpgadget";
 import { CopyProgress } from "./copy_progress.ts";
 import { traceArgs, type TraceFlags } from "./flags.ts";
 import { formatterFor } from "./output/formatter.ts";
@@ -91,6 +99,7 @@ export function agentArgs(flags: TraceFlags, node: string, namespace?: string): 
       acceptOnly: flags.acceptOnly,
       failureOnly: flags.failureOnly,
       names: flags.names,
+      agentPidFile: AGENT_PID_FILE,
     }),
   ];
 }
@@ -191,7 +200,8 @@ async function runCluster(
       client,
       namespace: agentNamespace,
       runId: randomRunId(),
-      image: flags.image ?? DEFAULT_AGENT_IMAGE,
+      image: flags.agentImage ?? flags.image ?? DEFAULT_AGENT_IMAGE,
+      program: flags.agentImage !== undefined ? AGENT_IMAGE_PROGRAM : undefined,
       deadlineSeconds: flags.timeout !== undefined
         ? Math.ceil(flags.timeout) + 600
         : DEFAULT_DEADLINE_SECONDS,
@@ -237,7 +247,8 @@ async function runCluster(
     const refused = rest.find((r) => r.status === "rejected");
     if (refused) throw (refused as PromiseRejectedResult).reason;
     if (signal.aborted) return 0;
-    preparing = preparePayload(options.main, signal);
+    // An image that holds tcpgadget needs nothing prepared nor copied.
+    preparing = flags.agentImage === undefined ? preparePayload(options.main, signal) : undefined;
     const prepared = await stop.race(
       Promise.all([
         metadata.start(client, { services: true, namespace: filter.namespace }),
@@ -256,7 +267,7 @@ async function runCluster(
     }
 
     const failed = new Promise<"failed">((resolve) => allFailed = () => resolve("failed"));
-    copies = new PayloadDistribution(ready, {
+    copies = ready === undefined ? undefined : new PayloadDistribution(ready, {
       parallel: flags.maxParallelUploads ?? DEFAULT_PARALLEL_UPLOADS,
       events: {
         progress: (node, from, done, total) => progress.update(node, from, done, total),
@@ -265,8 +276,8 @@ async function runCluster(
         notice: warn,
       },
     });
-    const distribution = copies;
-    sessionsDone = Promise.all(sessions.map((session) => session.run(distribution, signal)));
+    const delivery: ProgramDelivery = copies ?? programInImage(AGENT_IMAGE_PROGRAM);
+    sessionsDone = Promise.all(sessions.map((session) => session.run(delivery, signal)));
     const outcome = await Promise.race([
       stop.whenStopped.then(() => "stopped"),
       failed,

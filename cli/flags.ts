@@ -41,8 +41,12 @@ export interface TraceFlags {
   inCluster: boolean;
   /** Namespace of the agent pods (cluster mode). */
   agentNamespace?: string;
-  /** Image of the agent pods (cluster mode). */
+  /** Image of the agent pods, into which tcpgadget is uploaded (cluster mode). */
   image?: string;
+  /** Image that holds tcpgadget (`tcpgadget image build`): nothing uploaded (cluster mode). */
+  agentImage?: string;
+  /** Internal, node mode in an agent pod: the pid file by which it stops an earlier agent. */
+  agentPidFile?: string;
   /** Copies of tcpgadget at once from one sender: this machine, or an agent (cluster mode). */
   maxParallelUploads?: number;
   help: boolean;
@@ -76,6 +80,8 @@ const OPTIONS = {
   "in-cluster": { type: "boolean", default: false },
   "agent-namespace": { type: "string" },
   image: { type: "string" },
+  "agent-image": { type: "string" },
+  "agent-pid-file": { type: "string" },
   "max-parallel-uploads": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -110,6 +116,8 @@ const FIELDS = {
   "in-cluster": "inCluster",
   "agent-namespace": "agentNamespace",
   image: "image",
+  "agent-image": "agentImage",
+  "agent-pid-file": "agentPidFile",
   "max-parallel-uploads": "maxParallelUploads",
   help: "help",
 } as const satisfies Record<OptionName, keyof TraceFlags>;
@@ -146,7 +154,10 @@ Cluster mode (from anywhere with a kubeconfig; nothing to install):
       --kubeconfig PATH      kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
       --context NAME         kubeconfig context
       --agent-namespace NS   namespace of the short-lived agent pods (default: the context's)
-      --image IMAGE          agent pod image (default: debian:bookworm-slim)
+      --image IMAGE          agent pod image, into which tcpgadget copies itself
+                             (default: debian:bookworm-slim)
+      --agent-image IMAGE    agent pod image that holds tcpgadget ('tcpgadget image build'):
+                             nothing is copied
       --max-parallel-uploads N  copies of tcpgadget at once from this machine, and from each
                              agent to others (default 4)
   In cluster mode, -n defaults to the context's namespace; -A traces every namespace (host
@@ -192,13 +203,17 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     inCluster: values["in-cluster"],
   };
   for (
-    const [flag, key] of [["--kubeconfig", "kubeconfig"], ["--context", "context"], [
-      "--agent-namespace",
-      "agentNamespace",
-    ], ["--image", "image"]] as const
+    const [flag, key] of [
+      ["--kubeconfig", "kubeconfig"],
+      ["--context", "context"],
+      ["--agent-namespace", "agentNamespace"],
+      ["--image", "image"],
+      ["--agent-image", "agentImage"],
+      ["--agent-pid-file", "agentPidFile"],
+    ] as const
   ) {
-    const value = values[flag.slice(2) as "kubeconfig" | "context" | "agent-namespace" | "image"];
-    if (value !== undefined) flags[key] = nonEmpty(flag, value);
+    const value = values[flag.slice(2) as OptionName];
+    if (value !== undefined) flags[key] = nonEmpty(flag, value as string);
   }
   if (values.timeout !== undefined) flags.timeout = timeoutSeconds(values.timeout);
   if (values["max-parallel-uploads"] !== undefined) {
@@ -276,9 +291,20 @@ function checkClusterFlags(flags: TraceFlags, hostRootGiven: boolean): void {
       ["--host-root", hostRootGiven],
       ["--node-name", flags.nodeName !== undefined],
       ["--in-cluster", flags.inCluster],
+      ["--agent-pid-file", flags.agentPidFile !== undefined],
     ].find(([, given]) => given);
     if (nodeOnly) {
       throw new UsageError(`${nodeOnly[0]} is for node mode; it cannot be used with --cluster`);
+    }
+    // The image holds tcpgadget: no image to upload into, nothing to upload.
+    const uploadOnly = [
+      ["--image", flags.image !== undefined],
+      ["--max-parallel-uploads", flags.maxParallelUploads !== undefined],
+    ].find(([, given]) => given);
+    if (flags.agentImage !== undefined && uploadOnly) {
+      throw new UsageError(
+        `${uploadOnly[0]} is for the upload; with --agent-image nothing is uploaded`,
+      );
     }
     return;
   }
@@ -286,6 +312,7 @@ function checkClusterFlags(flags: TraceFlags, hostRootGiven: boolean): void {
     ["--node", flags.nodes !== undefined],
     ["--agent-namespace", flags.agentNamespace !== undefined],
     ["--image", flags.image !== undefined],
+    ["--agent-image", flags.agentImage !== undefined],
     ["--max-parallel-uploads", flags.maxParallelUploads !== undefined],
   ].find(([, given]) => given);
   if (clusterOnly) throw new UsageError(`${clusterOnly[0]} needs --cluster`);

@@ -78,6 +78,11 @@ async function dispatch(args: string[]): Promise<number> {
       const { egress } = await import("./egress_mode.ts");
       return await egress(rest);
     }
+    case "agent": {
+      // Internal (not in the help): the idle process of an --agent-image pod.
+      const { agent } = await import("./agent_idle.ts");
+      return await agent(rest);
+    }
     case "cleanup": {
       const flags = parseCleanupFlags(rest);
       if (flags === "help") {

@@ -28,6 +28,7 @@ import type { TraceFlags } from "./flags.ts";
 import { EventPipeline, writeTo } from "./pipeline.ts";
 import { DEFAULT_IO, type TraceIo } from "./run_io.ts";
 import { StopControl } from "./stop_control.ts";
+import { takeOverPidFile } from "../core/pid_file.ts";
 import { EventSources } from "./event_sources.ts";
 import { readEvents } from "./read_events.ts";
 
@@ -220,6 +221,8 @@ export async function traceTcp(flags: TraceFlags, io: TraceIo = DEFAULT_IO): Pro
   // Signals and --timeout are in force from here on, the wait for the API included.
   using stop = new StopControl();
   if (flags.timeout !== undefined) stop.startTimeout(flags.timeout);
+  // An agent whose stream dropped may still run: this one replaces it.
+  if (flags.agentPidFile !== undefined) takeOverPidFile(flags.agentPidFile);
   await using stages = await openNodeStages(flags, io, stop);
   if (stages === undefined) return 0;
   const output = new LineOutput(io.stdout);

@@ -14,7 +14,7 @@ import { LineOutput } from "../cli/output/line_output.ts";
 import type { TraceEvent } from "../core/trace_event.ts";
 import { parseTraceFlags } from "../cli/flags.ts";
 import { agentArgs } from "../cli/cluster_mode.ts";
-import { agentCommand, agentPod } from "../k8s/api/agent_pod.ts";
+import { agentPod } from "../k8s/api/agent_pod.ts";
 import { execUrl } from "../k8s/api/exec.ts";
 import { apiError } from "../k8s/api/api_errors.ts";
 
@@ -50,6 +50,7 @@ Deno.test("cluster: the agent runs node mode with the filters, as JSON, on the h
     "--host",
     "--host-root=/host",
     "--node-name=node-a",
+    "--agent-pid-file=/tmp/tcpgadget/agent.pid",
   ]);
   // -A: no namespace for the agent.
   assertEquals(agentArgs(parseTraceFlags(["--cluster", "-A"]), "n", undefined), [
@@ -58,10 +59,8 @@ Deno.test("cluster: the agent runs node mode with the filters, as JSON, on the h
     "--output=json",
     "--host-root=/host",
     "--node-name=n",
+    "--agent-pid-file=/tmp/tcpgadget/agent.pid",
   ]);
-  const [sh, dashC, script, name, ...command] = agentCommand(["/tmp/tcpgadget/tcpgadget", "x"]);
-  assertEquals([sh, dashC, name, command], ["sh", "-c", "sh", ["/tmp/tcpgadget/tcpgadget", "x"]]);
-  assertEquals(script.endsWith('echo $$ > /tmp/tcpgadget/agent.pid; exec "$@"'), true);
 });
 
 Deno.test("cluster: the agent pod", () => {
@@ -79,6 +78,20 @@ Deno.test("cluster: the agent pod", () => {
   assertEquals(
     [spec.nodeName, spec.hostPID, spec.activeDeadlineSeconds, spec.containers[0].command],
     ["worker-1", true, 700, ["sleep", "700"]],
+  );
+  // An image that holds tcpgadget (--agent-image) has no sleep: tcpgadget idles.
+  const own = agentPod({
+    runId: "a1b2c3",
+    index: 1,
+    node: "worker-1",
+    namespace: "tools",
+    image: "registry.local/tcpgadget:0.1.0",
+    program: "/usr/local/bin/tcpgadget",
+    deadlineSeconds: 700,
+  });
+  assertEquals(
+    [own.spec!.containers[0].image, own.spec!.containers[0].command],
+    ["registry.local/tcpgadget:0.1.0", ["/usr/local/bin/tcpgadget", "agent", "idle", "700"]],
   );
 });
 

@@ -88,6 +88,24 @@ Deno.test("flags: errors are one clear line", () => {
   }
 });
 
+Deno.test("flags: --agent-image leaves nothing to upload: --image and --max-parallel-uploads are refused", () => {
+  const image = ["--cluster", "--agent-image", "registry.local/tcpgadget:1"];
+  assertEquals(parseTraceFlags(image).agentImage, "registry.local/tcpgadget:1");
+  for (const flag of ["--image=debian:12", "--max-parallel-uploads=2"]) {
+    const name = flag.slice(0, flag.indexOf("="));
+    assertThrows(
+      () => parseTraceFlags([...image, flag]),
+      UsageError,
+      `${name} is for the upload; with --agent-image nothing is uploaded`,
+    );
+  }
+  assertThrows(
+    () => parseTraceFlags(["--cluster", "--agent-image="]),
+    UsageError,
+    "--agent-image needs a value",
+  );
+});
+
 Deno.test("flags: a value given to a flag that takes none says so", () => {
   for (const flag of ["--host", "--connect-only", "--cluster", "--all-namespaces"]) {
     const error = assertThrows(() => parseTraceFlags([`${flag}=yes`]), UsageError);
@@ -101,6 +119,7 @@ Deno.test("flags: cluster-only flags are refused in node mode, node-only ones in
     [["--agent-namespace", "x"], "--agent-namespace needs --cluster"],
     [["--image", "debian"], "--image needs --cluster"],
     [["--max-parallel-uploads", "2"], "--max-parallel-uploads needs --cluster"],
+    [["--agent-image", "registry.local/tcpgadget:1"], "--agent-image needs --cluster"],
   ];
   for (const [args, message] of clusterOnly) {
     assertThrows(() => parseTraceFlags(args), UsageError, message);
@@ -111,6 +130,10 @@ Deno.test("flags: cluster-only flags are refused in node mode, node-only ones in
     [["--host-root", "/host"], "--host-root is for node mode; it cannot be used with --cluster"],
     [["--node-name", "a"], "--node-name is for node mode; it cannot be used with --cluster"],
     [["--in-cluster"], "--in-cluster is for node mode; it cannot be used with --cluster"],
+    [
+      ["--agent-pid-file", "/tmp/a.pid"],
+      "--agent-pid-file is for node mode; it cannot be used with --cluster",
+    ],
   ];
   for (const [args, message] of nodeOnly) {
     assertThrows(() => parseTraceFlags([...args, "--cluster"]), UsageError, message);
@@ -171,9 +194,10 @@ Deno.test("flags: every flag written by traceArgs parses back to the same flags"
     kubeconfig: "-kc",
     context: "--ctx",
     inCluster: true,
+    agentPidFile: "-agent.pid",
     help: true,
   };
-  const { namespace: _, nodeName: __, ...common } = node;
+  const { namespace: _, nodeName: __, agentPidFile: ___, ...common } = node;
   const cluster: TraceFlags = {
     ...common,
     allNamespaces: true,
@@ -185,8 +209,10 @@ Deno.test("flags: every flag written by traceArgs parses back to the same flags"
     image: "--image:1",
     maxParallelUploads: 3,
   };
+  const { image: ____, maxParallelUploads: _____, ...imageless } = cluster;
+  const agentImage: TraceFlags = { ...imageless, agentImage: "-registry/tcpgadget:1" };
   const seen = new Set<string>();
-  for (const flags of [node, cluster]) {
+  for (const flags of [node, cluster, agentImage]) {
     const args = traceArgs(flags);
     for (const arg of args) seen.add(arg.replace(/^--/, "").replace(/=.*$/, ""));
     assertEquals(parseTraceFlags(args), flags, args.join(" "));

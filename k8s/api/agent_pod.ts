@@ -19,9 +19,8 @@ export const NODE_ANNOTATION = "tcpgadget.io/node";
 
 /**
  * The default agent image: it must provide glibc (2.33 or later) and
- * libgcc_s (what the Deno runtime links), a POSIX shell, and `head`,
- * `mkdir`, `mv`, `chmod`, `stat`, `sha256sum`, `cat`, `grep`, `env` and
- * `sleep`. Debian's slim image has all of them and is in most registries'
+ * libgcc_s (what the Deno runtime links), a POSIX shell, and what
+ * copy_scripts.ts runs (coreutils, gzip, perl), `env` and `sleep`. Debian's slim image has all of them and is in most registries'
  * mirrors.
  */
 export const DEFAULT_AGENT_IMAGE = "debian:bookworm-slim";
@@ -33,20 +32,11 @@ export const HOST_ROOT = "/host";
 export const AGENT_DIR = "/tmp/tcpgadget";
 
 /**
- * The command that runs the agent (`command`) in the pod: it first stops
- * an agent an earlier, dropped stream may have left running (the exec API
- * does not promise to end a command whose stream is gone), and records
- * its own PID for the next one.
+ * The agent's pid file: an agent started after its stream dropped stops the
+ * one before (the exec API does not promise to end a command whose stream
+ * is gone), node mode's `--agent-pid-file`.
  */
-export function agentCommand(command: string[]): string[] {
-  const pidFile = `${AGENT_DIR}/agent.pid`;
-  // The PID is checked to still be an agent: with hostPID, a PID reused by
-  // a host process must not be signalled.
-  const script = `p=$(cat ${pidFile} 2>/dev/null) && [ -n "$p" ] && ` +
-    `grep -q ${AGENT_DIR} /proc/"$p"/cmdline 2>/dev/null && kill "$p"; ` +
-    `echo $$ > ${pidFile}; exec "$@"`;
-  return ["sh", "-c", script, "sh", ...command];
-}
+export const AGENT_PID_FILE = `${AGENT_DIR}/agent.pid`;
 
 /** What one agent pod is. */
 export interface AgentPodOptions {
@@ -56,6 +46,11 @@ export interface AgentPodOptions {
   node: string;
   namespace: string;
   image: string;
+  /**
+   * Where the image holds tcpgadget (--agent-image); without it, tcpgadget
+   * is uploaded and the image only provides what it runs on.
+   */
+  program?: string;
   /** activeDeadlineSeconds: the most the pod can live. */
   deadlineSeconds: number;
 }
@@ -107,8 +102,11 @@ export function agentPod(options: AgentPodOptions): k8s.V1Pod {
       containers: [{
         name: "agent",
         image: options.image,
-        // Idles until tcpgadget execs the tracer, or until the deadline.
-        command: ["sleep", String(options.deadlineSeconds)],
+        // Idles until tcpgadget execs the tracer, or until the deadline; an
+        // image of tcpgadget alone has no sleep (`tcpgadget agent idle`).
+        command: options.program
+          ? [options.program, "agent", "idle", String(options.deadlineSeconds)]
+          : ["sleep", String(options.deadlineSeconds)],
         securityContext: { privileged: true },
         volumeMounts: [
           { name: "host", mountPath: HOST_ROOT, readOnly: true },

@@ -12,12 +12,11 @@ import type * as k8s from "@kubernetes/client-node";
 import { errorLine, TcpgadgetError } from "../../core/errors.ts";
 import { LineSplitter } from "../../core/line_splitter.ts";
 import { sleep } from "../../core/sleep.ts";
-import { agentCommand, agentPod, agentPodName } from "./agent_pod.ts";
+import { agentPod, agentPodName } from "./agent_pod.ts";
 import { httpStatus, NoAnswerError } from "./api_errors.ts";
 import { ExecDroppedError, execInPod, type ExecTarget } from "./exec.ts";
 import type { KubeClient } from "./kube_client.ts";
-import type { PayloadDistribution } from "./payload_distribution.ts";
-import type { Payload } from "./self_copy.ts";
+import type { CopyTarget } from "./payload_distribution.ts";
 import { podFailure } from "./pod_failure.ts";
 
 /** How long a pod may take to start (pull its image, ...). */
@@ -40,10 +39,28 @@ export interface AgentRun {
   namespace: string;
   runId: string;
   image: string;
+  /** Where `image` holds tcpgadget (--agent-image); none: it is uploaded. */
+  program?: string;
   /** activeDeadlineSeconds of the pods: the most they live. */
   deadlineSeconds: number;
   /** The node-mode arguments the agent on `node` runs with. */
   agentArgs(node: string): string[];
+}
+
+/** How tcpgadget gets into the pods, and how it is run there. */
+export interface ProgramDelivery {
+  /** Puts tcpgadget into the pod (payload_distribution.ts); nothing to do if its image holds it. */
+  deliver(target: CopyTarget, signal: AbortSignal): Promise<void>;
+  /** The command line that runs `tcpgadget <args>` in the pod. */
+  command(args: string[]): string[];
+}
+
+/**
+ * The delivery of an image that holds tcpgadget at `path` (--agent-image):
+ * nothing to copy.
+ */
+export function programInImage(path: string): ProgramDelivery {
+  return { deliver: () => Promise.resolve(), command: (args) => [path, ...args] };
 }
 
 /** What a session reports, each call naming its session. */
@@ -63,7 +80,7 @@ export interface AgentListener {
  * ```ts ignore
  * const session = new AgentSession(run, listener, "worker-1", 0);
  * await session.create();
- * await session.run(copies, signal); // until signal aborts, or the node fails
+ * await session.run(delivery, signal); // until signal aborts, or the node fails
  * ```
  */
 export class AgentSession {
@@ -102,7 +119,7 @@ export class AgentSession {
 
   /** Creates the pod (an error here is the same on every node: it ends the run). */
   async create(): Promise<void> {
-    const { client, namespace, runId, image, deadlineSeconds } = this.#run;
+    const { client, namespace, runId, image, program, deadlineSeconds } = this.#run;
     try {
       await client.call(
         { verb: "create", resource: "pods", namespace },
@@ -115,6 +132,7 @@ export class AgentSession {
               node: this.node,
               namespace,
               image,
+              program,
               deadlineSeconds,
             }),
           }),
@@ -131,16 +149,15 @@ export class AgentSession {
   }
 
   /**
-   * Waits for the pod, gets tcpgadget into it (`copies`), and streams
+   * Waits for the pod, gets tcpgadget into it (`delivery`), and streams
    * events until `signal` aborts; a failure of this node is warned and
    * marks it failed.
    */
-  async run(copies: PayloadDistribution, signal: AbortSignal): Promise<void> {
-    const payload = copies.payload;
+  async run(delivery: ProgramDelivery, signal: AbortSignal): Promise<void> {
     try {
       const pod = await this.#waitRunning(signal);
       if (signal.aborted || !pod) return;
-      await copies.deliver(
+      await delivery.deliver(
         { node: this.node, exec: this.#target, podIP: pod.status?.podIP },
         signal,
       );
@@ -151,7 +168,7 @@ export class AgentSession {
         let started = false;
         let dropped: ExecDroppedError;
         try {
-          const { exitCode } = await this.#stream(payload, signal, () => started = true);
+          const { exitCode } = await this.#stream(delivery, signal, () => started = true);
           if (signal.aborted) return;
           if (exitCode !== 0) {
             throw new TcpgadgetError(`the tracer in the pod exited with status ${exitCode}`);
@@ -200,7 +217,7 @@ export class AgentSession {
         if (refused || error instanceof NoAnswerError || performance.now() > deadline) throw error;
       }
       if (last?.status?.phase === "Running") return last;
-      const failure = last && podFailure(last, this.#run.image);
+      const failure = last && podFailure(last, this.#run.image, this.#run.program);
       if (failure) throw new TcpgadgetError(failure);
       if (performance.now() > deadline) {
         const reason = last?.status?.conditions?.find((c) => c.status === "False")?.message;
@@ -215,7 +232,7 @@ export class AgentSession {
     return undefined;
   }
 
-  #stream(payload: Payload, signal: AbortSignal, onStarted: () => void) {
+  #stream(delivery: ProgramDelivery, signal: AbortSignal, onStarted: () => void) {
     const stdout = new LineSplitter((line) => this.#listener.line(this, line));
     // Its diagnostics (why it failed, lost events) are shown as they come.
     const stderr = new LineSplitter((line) => {
@@ -229,7 +246,7 @@ export class AgentSession {
       }
       this.#warn(line.replace(/^tcpgadget: /, ""));
     });
-    const command = agentCommand(payload.command(this.#run.agentArgs(this.node)));
+    const command = delivery.command(this.#run.agentArgs(this.node));
     return execInPod(this.#target, command, {
       onStdout: (chunk) => stdout.push(chunk),
       onStderr: (chunk) => stderr.push(chunk),

@@ -143,6 +143,11 @@ export class PayloadDistribution {
     this.#uploads = new Semaphore(options.parallel);
   }
 
+  /** The command line that runs `tcpgadget <args>` from the payload in a pod. */
+  command(args: string[]): string[] {
+    return this.payload.command(args);
+  }
+
   /**
    * Puts the payload into the target pod, checked; resolves once it is
    * there (or `signal` aborted), throws if the pod cannot get it.

@@ -28,9 +28,19 @@ import type * as k8s from "@kubernetes/client-node";
  *   podFailure(pod, "nope:1"),
  *   'cannot pull image "nope:1": not found (--image names another image)',
  * );
+ * assert.deepEqual(
+ *   podFailure(pod, "nope:1", "/usr/local/bin/tcpgadget"),
+ *   'cannot pull image "nope:1": not found (--agent-image names another image)',
+ * );
  * ```
  */
-export function podFailure(pod: k8s.V1Pod, image: string): string | undefined {
+export function podFailure(
+  pod: k8s.V1Pod,
+  image: string,
+  /** Where the image holds tcpgadget, if it does (--agent-image). */
+  program?: string,
+): string | undefined {
+  const flag = program ? "--agent-image" : "--image";
   for (const status of pod.status?.containerStatuses ?? []) {
     const waiting = status.state?.waiting;
     const reason = waiting?.reason ?? "";
@@ -38,16 +48,18 @@ export function podFailure(pod: k8s.V1Pod, image: string): string | undefined {
       // The back-off repeats the pull's error after its own words.
       const why = (waiting?.message ?? reason)
         .replace(/^Back-off pulling image "[^"]*": (ErrImagePull: )?/, "");
-      return `cannot pull image "${image}": ${why} (--image names another image)`;
+      return `cannot pull image "${image}": ${why} (${flag} names another image)`;
     }
     if (/^(CreateContainerError|CreateContainerConfigError|RunContainerError)$/.test(reason)) {
-      return `cannot start the agent container (${reason}: ${waiting?.message ?? ""})`;
+      return `cannot start the agent container (${reason}: ${waiting?.message ?? ""})${
+        hint(program)
+      }`;
     }
     const terminated = status.state?.terminated;
     if (terminated) {
       return `the agent container ended (${terminated.reason ?? `exit ${terminated.exitCode}`}${
         terminated.message ? `: ${terminated.message.split("\n")[0]}` : ""
-      })`;
+      })${terminated.reason === "StartError" ? hint(program) : ""}`;
     }
   }
   if (pod.status?.phase === "Failed" || pod.status?.phase === "Succeeded") {
@@ -56,4 +68,11 @@ export function podFailure(pod: k8s.V1Pod, image: string): string | undefined {
     }`;
   }
   return undefined;
+}
+
+/** An --agent-image that is not tcpgadget's fails to start: what it must hold. */
+function hint(program: string | undefined): string {
+  return program
+    ? `; an --agent-image must hold tcpgadget at ${program} ('tcpgadget image build' makes one)`
+    : "";
 }

@@ -16,6 +16,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { CliRun } from "./cli.ts";
 import { type ClusterEvent, PodActor } from "./cluster.ts";
 import { BPF_SKIP_REASON } from "./privileges.ts";
+import { registrySkipReason } from "./registry.ts";
 import {
   BASELINE_NAMESPACE,
   NAMESPACE,
@@ -64,6 +65,8 @@ export interface RealClusterNeeds {
   local?: boolean;
   /** Root and BPF here (node mode). */
   bpf?: boolean;
+  /** A registry on loopback (Debian's docker-registry, and skopeo). */
+  registry?: boolean;
 }
 
 /** Why a real-cluster test cannot run, or undefined. */
@@ -72,6 +75,8 @@ export function realClusterSkipReason(needs: RealClusterNeeds = {}): string | un
     return "TCPGADGET_E2E_KUBECONFIG is not set (deno task cluster:up prints a cluster's kubeconfig)";
   }
   if (needs.bpf && BPF_SKIP_REASON) return BPF_SKIP_REASON;
+  const registry = needs.registry ? registrySkipReason() : undefined;
+  if (registry) return registry;
   if (needs.local && !isLocalTestCluster()) {
     return `needs the cluster of tests/real_cluster on this machine (TCPGADGET_E2E_KUBECONFIG=${testClusterState.adminKubeconfig}): it reads the node's cgroups and processes`;
   }
@@ -400,7 +405,10 @@ export class RealCluster implements AsyncDisposable {
 
   /** Starts `tcpgadget trace tcp --cluster --kubeconfig K <args>`. */
   trace(args: string[], kubeconfig = this.kubeconfig, env?: Record<string, string>): CliRun {
-    const image = E2E_AGENT_IMAGE ? ["--image", E2E_AGENT_IMAGE] : [];
+    // (--agent-image names an image that holds tcpgadget: no --image then.)
+    const image = E2E_AGENT_IMAGE && !args.includes("--agent-image")
+      ? ["--image", E2E_AGENT_IMAGE]
+      : [];
     return CliRun.start(
       ["trace", "tcp", "--cluster", "--kubeconfig", kubeconfig, ...image, ...args],
       { env },

@@ -117,7 +117,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       conf_dir = "${state.cni}/net.d"
       max_conf_num = 1
     [plugins."io.containerd.grpc.v1.cri".registry]
-      config_path = "${ctd}/certs.d"
+      config_path = "${state.registryHosts}"
 `,
   );
 

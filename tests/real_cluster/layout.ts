@@ -98,6 +98,11 @@ export const state = {
   etcd: `${STATE_DIR}/etcd`,
   containerd: `${STATE_DIR}/containerd`,
   containerdSocket: `${STATE_DIR}/containerd/containerd.sock`,
+  /**
+   * containerd's registry hosts directory (config_path): a test's registry
+   * on loopback is declared there (`<host:port>/hosts.toml`), read at each pull.
+   */
+  registryHosts: `${STATE_DIR}/containerd/certs.d`,
   cni: `${STATE_DIR}/cni`,
   kubelet: `${STATE_DIR}/kubelet`,
   /** kubelet's podLogsDir (instead of /var/log/pods). */
