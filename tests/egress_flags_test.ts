@@ -62,6 +62,8 @@ Deno.test("egress flags: watch takes trace tcp's pod selection, and columns by d
     "ci",
     "--node",
     "a,b",
+    "--agent-image",
+    "registry.local/tcpgadget:0.1.0",
     "-t",
     "30",
   ]);
@@ -79,8 +81,19 @@ Deno.test("egress flags: watch takes trace tcp's pod selection, and columns by d
       t.nodes,
       t.timeout,
       t.connectOnly,
+      t.agentImage,
     ],
-    ["shop", { app: "web" }, "app", true, "ci", ["a", "b"], 30, true],
+    [
+      "shop",
+      { app: "web" },
+      "app",
+      true,
+      "ci",
+      ["a", "b"],
+      30,
+      true,
+      "registry.local/tcpgadget:0.1.0",
+    ],
   );
   const driven = parseEgressFlags(["watch", "-A", "-o", "none", "--", "deno", "task", "e2e"]);
   assertEquals([driven.output, driven.commandLine, driven.trace.allNamespaces], [undefined, [
@@ -182,6 +195,11 @@ Deno.test("egress flags: every mistake is one usage error (status 2)", () => {
       "--namespace and --all-namespaces cannot be used together",
     ],
     [["watch", "--image", "x", "-t", "1"], "--image needs --cluster"],
+    [["watch", "--agent-image", "x", "-t", "1"], "--agent-image needs --cluster"],
+    [
+      ["watch", "--cluster", "--agent-image", "x", "--image", "y", "-t", "1"],
+      "--image is for the upload; with --agent-image nothing is uploaded",
+    ],
     [["watch", "-l", "app", "-t", "1"], 'invalid selector "app": expected key=value'],
     [
       ["watch", "--format", "cilium", "-t", "1"],
