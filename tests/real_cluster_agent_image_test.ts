@@ -29,26 +29,13 @@ import {
   stderrLines,
   tracingOneNode,
 } from "./helpers/real_cluster.ts";
-import { Registry } from "./helpers/registry.ts";
+import { forgetImages, Registry } from "./helpers/registry.ts";
 import { state } from "./real_cluster/layout.ts";
 import { VERSIONS } from "./real_cluster/versions.ts";
 
 const FILE = "tests/real_cluster_agent_image_test.ts";
 /** Where the image holds tcpgadget (the contract of `tcpgadget image build`). */
 const PROGRAM = "/usr/local/bin/tcpgadget";
-
-/** Removes images from the test cluster's containerd (what the kubelet pulled for the test). */
-async function removeImages(prefix: string): Promise<void> {
-  const ctr = (args: string[]) =>
-    new Deno.Command("ctr", {
-      args: ["--address", state.containerdSocket, "--namespace", "k8s.io", ...args],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-  const listed = new TextDecoder().decode((await ctr(["images", "ls", "--quiet"])).stdout);
-  const refs = listed.split("\n").filter((ref) => ref.startsWith(prefix));
-  if (refs.length > 0) await ctr(["images", "rm", ...refs]);
-}
 
 realClusterTest(
   FILE,
@@ -71,7 +58,7 @@ realClusterTest(
     const digest = await registry.push(archive, `${repository}:test`);
     registry.declareTo(state.registryHosts);
     const image = `${registry.host}/${repository}:test`;
-    cluster.defer(() => removeImages(`${registry.host}/`));
+    cluster.defer(() => forgetImages(state.containerdSocket, `${registry.host}/`));
 
     const { serverPod, webPod, server, alpha, comms, listener, port, node } = await cluster
       .serverAndClients();

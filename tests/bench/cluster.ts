@@ -36,6 +36,8 @@ import { createLinkedNetns, type LinkedNetns } from "../helpers/netns.ts";
 import { clusterSkipReason } from "../helpers/cluster.ts";
 import { type FakeApiServer, startFakeApiServer } from "../kube_apiserver/mod.ts";
 import { machineDescription, peakRssBytes } from "./procfs.ts";
+import { forgetImages, Registry, registrySkipReason } from "../helpers/registry.ts";
+import { state as testClusterState } from "../real_cluster/layout.ts";
 
 /** The last commit of the design with one upload per node (4 at a time, not packed). */
 const REFERENCE_COMMIT = "c8ca671c72baeba99141e53c726dc229bf242b17";
@@ -54,6 +56,9 @@ Options:
   --designs A,...   one-upload (this one), per-node (the reference; default both)
   --no-codecs       skip the codec measurements
   --timeline        print each line of the client's stderr with when it came
+  --real            also on the real test cluster (TCPGADGET_E2E_KUBECONFIG, deno task
+                    cluster:up), one node: the upload against --agent-image (tcpgadget image
+                    build, pushed to a registry on loopback: its first pull, then cached)
   -h, --help        this text
 `;
 
@@ -61,6 +66,8 @@ interface Design {
   name: string;
   /** The command that runs tcpgadget. */
   command: string[];
+  /** Added to `trace tcp --cluster`. */
+  args?: string[];
 }
 
 interface Measured {
@@ -153,8 +160,8 @@ function receivedBytes(hostInterface: string): number {
 }
 
 /** The kubeconfig for a client in `link`'s namespace: the relay's address, the server's name. */
-async function kubeconfigThrough(api: FakeApiServer, address: string, port: number) {
-  const yaml = (await api.kubeconfig())
+async function kubeconfigThrough(api: ApiEndpoint, address: string, port: number) {
+  const yaml = api.kubeconfig
     .replace(api.url, `https://${address}:${port}`)
     .replace(/^( +)server: (.*)$/m, "$1server: $2\n$1tls-server-name: localhost");
   const path = `${api.dir}/kubeconfig-shaped`;
@@ -166,6 +173,30 @@ async function measure(design: Design, nodes: number, rate: number): Promise<Mea
   await using api = await startFakeApiServer({
     nodes: Array.from({ length: nodes }, (_, i) => ({ name: `node-${i}` })),
   });
+  return await measureThrough(
+    { kubeconfig: await api.kubeconfig(), url: api.url, port: api.port, dir: api.dir },
+    design,
+    nodes,
+    rate,
+  );
+}
+
+/** An API server to measure against: its kubeconfig, URL and loopback port. */
+interface ApiEndpoint {
+  kubeconfig: string;
+  url: string;
+  port: number;
+  /** Where the rewritten kubeconfig is written. */
+  dir: string;
+}
+
+/** Runs the client behind a shaped link to `api` until `nodes` nodes trace. */
+async function measureThrough(
+  api: ApiEndpoint,
+  design: Design,
+  nodes: number,
+  rate: number,
+): Promise<Measured> {
   await using link = shapedLink(rate * 1e6);
   const forward = relay(link.hostAddress, api.port);
   try {
@@ -188,6 +219,7 @@ async function measure(design: Design, nodes: number, rate: number): Promise<Mea
         "tcpgadget-bench-none",
         "-o",
         "json",
+        ...(design.args ?? []),
       ],
       stdin: "null",
       stdout: "null",
@@ -431,6 +463,7 @@ async function main(): Promise<number> {
       designs: { type: "string", default: "one-upload,per-node" },
       "no-codecs": { type: "boolean", default: false },
       timeline: { type: "boolean", default: false },
+      real: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -513,8 +546,61 @@ async function main(): Promise<number> {
       );
     }
   }
+  if (values.real) await realCluster(rate);
   if (!values["no-codecs"]) await codecs();
   return 0;
+}
+
+/**
+ * The real test cluster's one node, the client behind the same shaped
+ * link: the upload, and an image that holds tcpgadget pulled by the node
+ * from a registry beside it (as a cluster's nodes pull from theirs), the
+ * first time and once it is on the node.
+ */
+async function realCluster(rate: number): Promise<void> {
+  console.log("\n# The real test cluster, one node\n");
+  const path = Deno.env.get("TCPGADGET_E2E_KUBECONFIG");
+  const skip = !path
+    ? "TCPGADGET_E2E_KUBECONFIG is not set (deno task cluster:up)"
+    : registrySkipReason();
+  if (skip || !path) {
+    console.log(`(skipped: ${skip})`);
+    return;
+  }
+  const kubeconfig = Deno.readTextFileSync(path);
+  const url = kubeconfig.match(/server: (https:\/\/[^\s]+)/)![1];
+  const dir = await Deno.makeTempDir({ prefix: "tcpgadget-bench-real-" });
+  const tcpgadget = [Deno.execPath(), "run", "-A", `${REPO}mod.ts`];
+  try {
+    const api = { kubeconfig, url, port: Number(new URL(url).port), dir };
+    const archive = `${dir}/tcpgadget-image.tar`;
+    const built = performance.now();
+    run([...tcpgadget, "image", "build", "--output", archive]);
+    console.log(
+      `image build: ${((performance.now() - built) / 1000).toFixed(1)} s, ${
+        ((await Deno.stat(archive)).size / 1e6).toFixed(1)
+      } MB`,
+    );
+    await using registry = await Registry.start();
+    const image = `${registry.host}/tcpgadget-bench:${crypto.randomUUID().slice(0, 8)}`;
+    await registry.push(archive, image.slice(registry.host.length + 1));
+    registry.declareTo(testClusterState.registryHosts);
+    try {
+      for (
+        const design of [
+          { name: "real-upload", command: tcpgadget },
+          { name: "real-image-pull", command: tcpgadget, args: ["--agent-image", image] },
+          { name: "real-image-cached", command: tcpgadget, args: ["--agent-image", image] },
+        ]
+      ) {
+        console.log(formatMeasured(await measureThrough(api, design, 1, rate)));
+      }
+    } finally {
+      await forgetImages(testClusterState.containerdSocket, `${registry.host}/`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 if (import.meta.main) Deno.exit(await main());

@@ -177,3 +177,19 @@ export class Registry implements AsyncDisposable {
     await Deno.remove(this.#dir, { recursive: true });
   }
 }
+
+/**
+ * Removes from a containerd (the CRI namespace, `k8s.io`) the images whose
+ * names start with `prefix`: what its kubelet pulled from a test registry.
+ */
+export async function forgetImages(containerdSocket: string, prefix: string): Promise<void> {
+  const ctr = (args: string[]) =>
+    new Deno.Command("ctr", {
+      args: ["--address", containerdSocket, "--namespace", "k8s.io", ...args],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+  const listed = new TextDecoder().decode((await ctr(["images", "ls", "--quiet"])).stdout);
+  const refs = listed.split("\n").filter((ref) => ref.startsWith(prefix));
+  if (refs.length > 0) await ctr(["images", "rm", ...refs]);
+}
