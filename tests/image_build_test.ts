@@ -398,7 +398,7 @@ Deno.test("image build: the archive, the layer alone in a chroot, a registry, th
         );
 
         await Deno.mkdir(root);
-        await run("tar", ["--numeric-owner", "-xzf", layerPath, "-C", root]);
+        await run("tar", ["--numeric-owner", "-pxzf", layerPath, "-C", root]);
         const program = await Deno.readFile(`${root}/usr/local/bin/tcpgadget`);
         assertEquals(program.subarray(0, shebang.length), shebang);
         assert(
