@@ -33,7 +33,7 @@ import { kubernetesArch, selectNodes } from "../k8s/api/node_selection.ts";
 import { PayloadDistribution } from "../k8s/api/payload_distribution.ts";
 import { deletePods } from "../k8s/api/pod_cleanup.ts";
 import { type Payload, preparePayload } from "../k8s/api/self_copy.ts";
-const AGENT_IMAGE_PROGRAM = "/usr/local/bin/tcpgadget";
+import { AGENT_IMAGE_PROGRAM } from "../k8s/image/agent_image.ts";
 import { CopyProgress } from "./copy_progress.ts";
 import { traceArgs, type TraceFlags } from "./flags.ts";
 import { formatterFor } from "./output/formatter.ts";

@@ -425,3 +425,66 @@ export function parseCleanupFlags(
     namespace: values["agent-namespace"],
   };
 }
+
+/** Usage text of `image build`. */
+export const IMAGE_BUILD_HELP =
+  `Write an agent image holding this tcpgadget, as an OCI archive to push to your registry.
+
+Usage:
+  tcpgadget image build [--output FILE] [--tag NAME]
+
+Flags:
+      --output FILE   the archive to write (default tcpgadget-image.tar)
+      --tag NAME      the image's name and tag in the archive (default tcpgadget:VERSION)
+  -h, --help          show this help
+
+The image holds tcpgadget (the compiled binary, or Deno and a bundle of the program), its
+loader and libraries, and nothing else: its entrypoint is /usr/local/bin/tcpgadget. The same
+program gives the same archive, byte for byte. Push it with, for example:
+  skopeo copy oci-archive:tcpgadget-image.tar docker://registry.example/tcpgadget:0.1.0
+`;
+
+/** Parsed flags of `image build`. */
+export interface ImageBuildFlags {
+  output: string;
+  /** The image name given, if any (default: tcpgadget:VERSION). */
+  tag?: string;
+}
+
+/**
+ * Parses `image build` arguments; "help" for -h.
+ *
+ * @example
+ * ```ts
+ * import { parseImageBuildFlags } from "./flags.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseImageBuildFlags([]), { output: "tcpgadget-image.tar" });
+ * assert.deepEqual(parseImageBuildFlags(["--output=a.tar", "--tag", "x:1"]), {
+ *   output: "a.tar",
+ *   tag: "x:1",
+ * });
+ * ```
+ */
+export function parseImageBuildFlags(args: string[]): ImageBuildFlags | "help" {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        output: { type: "string", default: "tcpgadget-image.tar" },
+        tag: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new UsageError(
+      describeParseError(error).replace("trace tcp --help", "image build --help"),
+    );
+  }
+  if (values.help) return "help";
+  const flags: ImageBuildFlags = { output: nonEmpty("--output", values.output) };
+  if (values.tag !== undefined) flags.tag = nonEmpty("--tag", values.tag);
+  return flags;
+}

@@ -6,7 +6,14 @@
 
 import { errorLine, TcpgadgetError, UsageError } from "../core/errors.ts";
 import { printWarning } from "../core/warning.ts";
-import { CLEANUP_HELP, parseCleanupFlags, parseTraceFlags, TRACE_HELP } from "./flags.ts";
+import {
+  CLEANUP_HELP,
+  IMAGE_BUILD_HELP,
+  parseCleanupFlags,
+  parseImageBuildFlags,
+  parseTraceFlags,
+  TRACE_HELP,
+} from "./flags.ts";
 import { traceTcp } from "./node_mode.ts";
 import { versionReport } from "./version.ts";
 
@@ -18,6 +25,7 @@ Usage:
   tcpgadget egress run|watch|record [flags]
                                 judge a workload's connections against a policy (see egress --help)
   tcpgadget cleanup [flags]     delete agent pods left in the cluster by earlier runs
+  tcpgadget image build [flags] write an agent image holding this tcpgadget (an OCI archive)
   tcpgadget version             versions of tcpgadget, libbpf and the BPF object
   tcpgadget help                this text
 `;
@@ -91,6 +99,23 @@ async function dispatch(args: string[]): Promise<number> {
       }
       const { cleanup } = await import("./cleanup.ts");
       return await cleanup(flags);
+    }
+    case "image": {
+      const [subcommand, ...flags] = rest;
+      if (subcommand !== "build") {
+        throw new UsageError(
+          subcommand === undefined || subcommand.startsWith("-")
+            ? "image needs a subcommand: tcpgadget image build [--output FILE] [--tag NAME]"
+            : `unknown image subcommand "${subcommand}": only "build" is available`,
+        );
+      }
+      const parsed = parseImageBuildFlags(flags);
+      if (parsed === "help") {
+        console.log(IMAGE_BUILD_HELP);
+        return 0;
+      }
+      const { imageBuild } = await import("./image_build.ts");
+      return await imageBuild(parsed, { main: new URL("../mod.ts", import.meta.url) });
     }
     default:
       throw new UsageError(`unknown command "${command}" (see 'tcpgadget help')`);

@@ -1,8 +1,9 @@
 /**
  * tcpgadget copies itself into the agent pods: the compiled binary if it
  * is one, otherwise the Deno executable plus a one-file bundle of the
- * program. Each file is packed with gzip here (the agent image has gzip:
- * about 101.7 MB become 44 MB), streamed through the exec API (never held
+ * program (what those are, and the command that runs them:
+ * core/self_program.ts). Each file is packed with gzip here (the agent
+ * image has gzip: about 101.7 MB become 44 MB), streamed through the exec API (never held
  * in memory), unpacked in the pod into a temporary file of its attempt,
  * and kept only once its size and SHA-256 are checked there against the
  * digests computed here: large exec transfers can be cut short without an
@@ -14,6 +15,12 @@
 import { createHash } from "node:crypto";
 import { TcpgadgetError } from "../../core/errors.ts";
 import { gzipFile } from "../../core/gzip_file.ts";
+import {
+  bundleProgram,
+  isCompiledBinary,
+  PROGRAM_FILES,
+  programCommand,
+} from "../../core/self_program.ts";
 import { AGENT_DIR } from "./agent_pod.ts";
 import { makeBundleDir } from "./bundle_dir.ts";
 import { COPY_EXIT, type ReceivedFile, unpackCommand } from "./copy_scripts.ts";
@@ -64,11 +71,8 @@ async function describe(
   return { name, path, size, sha256, packed: { path: packed, size: packedSize } };
 }
 
-/** Whether this process is a `deno compile`d binary. */
-export function isCompiledBinary(): boolean {
-  // A compiled program's modules live in a virtual directory of this name.
-  return Deno.mainModule.includes("/deno-compile-");
-}
+// Still offered here: the upload's callers ask it.
+export { isCompiledBinary };
 
 /**
  * The payload for this process: the binary itself, or (under `deno run`)
@@ -81,69 +85,21 @@ export async function preparePayload(main: URL, signal?: AbortSignal): Promise<P
     if (signal?.aborted) throw new TcpgadgetError("interrupted");
   };
   try {
-    if (isCompiledBinary()) {
-      const binary = await describe("tcpgadget", Deno.execPath(), dir, signal);
+    const compiled = isCompiledBinary();
+    const command = (args: string[]) => programCommand(compiled, AGENT_DIR, args);
+    if (compiled) {
+      const binary = await describe(PROGRAM_FILES.binary, Deno.execPath(), dir, signal);
       interrupted();
-      return {
-        files: [binary],
-        command: (args) => [`${AGENT_DIR}/tcpgadget`, ...args],
-        dispose: remove,
-      };
+      return { files: [binary], command, dispose: remove };
     }
     // The executable is packed while the bundle is made (another process).
-    const deno = describe("deno", Deno.execPath(), dir, signal);
+    const deno = describe(PROGRAM_FILES.deno, Deno.execPath(), dir, signal);
     deno.catch(() => {});
-    const bundle = `${dir}/tcpgadget.js`;
-    const result = await new Deno.Command(Deno.execPath(), {
-      // Minified: 2.7 MB instead of 6.3 MB, and each agent starts with 20%
-      // less CPU (0.28 s of user time instead of 0.35 s) and 25 MB less RSS.
-      args: [
-        "bundle",
-        "--quiet",
-        "--minify",
-        "--platform",
-        "deno",
-        "--output",
-        bundle,
-        main.pathname,
-      ],
-      // Next to the program: its deno.json (imports, unstable features)
-      // applies wherever the user runs it from.
-      cwd: new URL(".", main).pathname,
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-      signal,
-    }).output();
+    const bundle = `${dir}/${PROGRAM_FILES.bundle}`;
+    await bundleProgram(main, bundle, signal);
+    const files = [await deno, await describe(PROGRAM_FILES.bundle, bundle, dir, signal)];
     interrupted();
-    if (!result.success) {
-      throw new TcpgadgetError(
-        `cannot bundle tcpgadget for the agent pods: ${
-          new TextDecoder().decode(result.stderr).trim()
-            .split("\n")[0]
-        }`,
-      );
-    }
-    const files = [await deno, await describe("tcpgadget.js", bundle, dir, signal)];
-    interrupted();
-    return {
-      files,
-      command: (args) => [
-        "env",
-        `DENO_DIR=${AGENT_DIR}/.deno`,
-        "DENO_NO_UPDATE_CHECK=1",
-        `${AGENT_DIR}/deno`,
-        "run",
-        "--allow-all",
-        // A smaller young generation: the agent's memory stays well under 100 MB.
-        "--v8-flags=--max-semi-space-size=4",
-        "--no-config",
-        "--no-lock",
-        `${AGENT_DIR}/tcpgadget.js`,
-        ...args,
-      ],
-      dispose: remove,
-    };
+    return { files, command, dispose: remove };
   } catch (error) {
     await remove();
     if (signal?.aborted) throw new TcpgadgetError("interrupted");
