@@ -52,6 +52,7 @@ export async function imageBuild(
       version: VERSION,
       reference,
       workDir: work.path,
+      idleEntry: new URL("./agent_idle.ts", import.meta.url),
       signal: stop.signal,
     });
     const seconds = ((performance.now() - started) / 1000).toFixed(1);

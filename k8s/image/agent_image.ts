@@ -3,9 +3,10 @@
  * else it does not need, so that agent pods run it without an upload.
  *
  * - {@link AGENT_IMAGE_PROGRAM} runs tcpgadget with its arguments, no
- *   shell involved: the compiled binary itself, or (under `deno run`) the
- *   program's bundle whose first line `#!/opt/tcpgadget/deno -A` has the
- *   kernel start the Deno executable put there;
+ *   shell involved: the compiled binary itself, or (under `deno run`) a
+ *   launcher whose first line `#!/opt/tcpgadget/deno -A` has the kernel
+ *   start the Deno executable put there, and which imports the program's
+ *   bundle (or, for the agent pod's idle process, that command's own);
  * - the dynamic loader and every shared library the executable and the
  *   embedded libbpf need (elf_dependencies.ts), as regular files where the
  *   loader looks by default;
@@ -21,7 +22,12 @@
 
 import { TcpgadgetError } from "../../core/errors.ts";
 import { EMBEDDED_LIBBPF } from "../../core/libbpf_embedded.ts";
-import { PROGRAM_V8_FLAGS, programEnvironment, type SelfProgram } from "../../core/self_program.ts";
+import {
+  bundleProgram,
+  PROGRAM_V8_FLAGS,
+  programEnvironment,
+  type SelfProgram,
+} from "../../core/self_program.ts";
 import { elfDependencies } from "./elf_dependencies.ts";
 import { elfLinkingOfBytes, elfLinkingOfFile } from "./elf_file.ts";
 import type { ImageReference } from "./image_reference.ts";
@@ -37,12 +43,47 @@ export const AGENT_IMAGE_DENO = "/opt/tcpgadget/deno";
 /** Deno's cache in the image (written at each start; /tmp is writable by anyone). */
 export const AGENT_IMAGE_DENO_DIR = "/tmp/deno";
 
+/** The program's bundle in an image built under `deno run`. */
+export const AGENT_IMAGE_BUNDLE = "/opt/tcpgadget/tcpgadget.js";
+
+/** The bundle of `tcpgadget agent idle` alone (cli/agent_idle.ts), for the pod's idle process. */
+export const AGENT_IMAGE_IDLE_BUNDLE = "/opt/tcpgadget/agent_idle.js";
+
 /**
- * The bundle's first line: the kernel runs `/opt/tcpgadget/deno -A
+ * The launcher's first line: the kernel runs `/opt/tcpgadget/deno -A
  * /usr/local/bin/tcpgadget ARGS...`. One argument at most fits on a `#!`
  * line, so the V8 flags are in the environment (DENO_V8_FLAGS).
  */
 export const BUNDLE_SHEBANG = `#!${AGENT_IMAGE_DENO} -A\n`;
+
+/**
+ * {@link AGENT_IMAGE_PROGRAM} under `deno run`: a launcher rather than the
+ * bundle behind a `#!` line, for memory (RSS measured after start, Deno
+ * 2.9.6, a fresh DENO_DIR as in a new pod): Deno reads a file without an
+ * extension as TypeScript (the whole program: 196 MB instead of 146 MB
+ * as .js), and its parse of the whole program, however little of it runs,
+ * costs about 110 MB, which the pod's idle process (`agent idle SECONDS`)
+ * spares with its own small bundle. The paths are not string literals, so
+ * that Deno loads only the one imported.
+ *
+ * @example
+ * ```ts
+ * import { LAUNCHER } from "./agent_image.ts";
+ * import assert from "node:assert/strict";
+ * assert.ok(LAUNCHER.startsWith("#!/opt/tcpgadget/deno -A\n"));
+ * assert.ok(LAUNCHER.includes('"/opt/tcpgadget/tcpgadget.js"'));
+ * ```
+ */
+export const LAUNCHER =
+  `${BUNDLE_SHEBANG}// tcpgadget's agent image: starts ${AGENT_IMAGE_BUNDLE} (see k8s/image/agent_image.ts).
+const args = Deno.args;
+const idle = args.length === 3 && args[0] === "agent" && args[1] === "idle" && /^\\d+$/.test(args[2]);
+const paths = { idle: ${JSON.stringify(AGENT_IMAGE_IDLE_BUNDLE)}, program: ${
+    JSON.stringify(AGENT_IMAGE_BUNDLE)
+  } };
+const module = await import(idle ? paths.idle : paths.program);
+Deno.exit(idle ? await module.agent(args.slice(1)) : await module.main(args));
+`;
 
 /** The image's time: none (the epoch), so that it depends on the program only. */
 const CREATED = "1970-01-01T00:00:00Z";
@@ -72,6 +113,7 @@ export function ociArchitecture(arch: string = Deno.build.arch): string {
 export async function agentImageEntries(
   program: SelfProgram,
   workDir: string,
+  options: { idleEntry?: URL; signal?: AbortSignal } = {},
 ): Promise<LayerEntry[]> {
   const executable = program.compiled ? program.binary : program.deno;
   const dependencies = elfDependencies([
@@ -83,30 +125,24 @@ export async function agentImageEntries(
   if (program.compiled) {
     entries.push({ kind: "file", path: AGENT_IMAGE_PROGRAM, mode: 0o755, source: program.binary });
   } else {
-    const script = `${workDir}/agent-program`;
-    await writeWithShebang(program.bundle, script);
+    if (!options.idleEntry) {
+      throw new TcpgadgetError("an image of a bundle needs the idle command's module");
+    }
+    const launcher = `${workDir}/agent-launcher`;
+    await Deno.writeTextFile(launcher, LAUNCHER, { createNew: true });
+    const idle = `${workDir}/agent_idle.js`;
+    await bundleProgram(options.idleEntry, idle, options.signal);
     entries.push(
-      { kind: "file", path: AGENT_IMAGE_PROGRAM, mode: 0o755, source: script },
+      { kind: "file", path: AGENT_IMAGE_PROGRAM, mode: 0o755, source: launcher },
       { kind: "file", path: AGENT_IMAGE_DENO, mode: 0o755, source: program.deno },
+      { kind: "file", path: AGENT_IMAGE_BUNDLE, mode: 0o644, source: program.bundle },
+      { kind: "file", path: AGENT_IMAGE_IDLE_BUNDLE, mode: 0o644, source: idle },
     );
   }
   for (const file of [dependencies.interpreter ?? [], dependencies.libraries].flat()) {
     entries.push({ kind: "file", path: file.path, mode: 0o755, source: file.source });
   }
   return entries;
-}
-
-/** Writes {@link BUNDLE_SHEBANG} and then `bundle` into `destination`, streamed. */
-async function writeWithShebang(bundle: string, destination: string): Promise<void> {
-  const output = await Deno.open(destination, { createNew: true, write: true, mode: 0o644 });
-  try {
-    await output.write(new TextEncoder().encode(BUNDLE_SHEBANG));
-  } catch (error) {
-    output.close();
-    throw error;
-  }
-  // Closes both files at the end.
-  await (await Deno.open(bundle)).readable.pipeTo(output.writable);
 }
 
 /**
@@ -182,11 +218,16 @@ export async function writeAgentImage(
     version: string;
     reference: ImageReference;
     workDir: string;
+    /** The module of `tcpgadget agent idle` (cli/agent_idle.ts): bundled alone under `deno run`. */
+    idleEntry?: URL;
     signal?: AbortSignal;
   },
 ): Promise<AgentImage> {
   const { program, workDir, signal } = options;
-  const entries = await agentImageEntries(program, workDir);
+  const entries = await agentImageEntries(program, workDir, {
+    idleEntry: options.idleEntry,
+    signal,
+  });
   signal?.throwIfAborted();
   const layer = await writeLayer(entries, `${workDir}/layer.tar.gz`, signal);
   const config = agentImageConfig({

@@ -8,13 +8,16 @@
  */
 
 export {
+  AGENT_IMAGE_BUNDLE,
   AGENT_IMAGE_DENO,
   AGENT_IMAGE_DENO_DIR,
+  AGENT_IMAGE_IDLE_BUNDLE,
   AGENT_IMAGE_PROGRAM,
   type AgentImage,
   agentImageConfig,
   agentImageEntries,
   BUNDLE_SHEBANG,
+  LAUNCHER,
   ociArchitecture,
   writeAgentImage,
 } from "./agent_image.ts";
