@@ -20,8 +20,9 @@ export const NODE_ANNOTATION = "tcpgadget.io/node";
 /**
  * The default agent image: it must provide glibc (2.33 or later) and
  * libgcc_s (what the Deno runtime links), a POSIX shell, and what
- * copy_scripts.ts runs (coreutils, gzip, perl), `env` and `sleep`. Debian's slim image has all of them and is in most registries'
- * mirrors.
+ * copy_scripts.ts runs (coreutils, gzip, perl), `env` and `sleep`.
+ * Debian's slim image has all of them and is in most registries' mirrors.
+ * (An image that holds tcpgadget needs none of them: --agent-image.)
  */
 export const DEFAULT_AGENT_IMAGE = "debian:bookworm-slim";
 
