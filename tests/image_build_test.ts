@@ -341,6 +341,32 @@ Deno.test("image build: the archive, the layer alone in a chroot, a registry, th
       },
     });
 
+    await t.step({
+      name:
+        "Docker's side of it (manifest.json, what docker load reads): skopeo reads the same image",
+      ignore: SKIP.skopeo !== undefined,
+      fn: async () => {
+        const source = `docker-archive:${archive}`;
+        const config = await run("skopeo", ["inspect", "--config", source]);
+        assertEquals(JSON.parse(decoder.decode(config)), expectedConfig);
+        // Copied out of the Docker side into an OCI layout (skopeo packs the layer again): the
+        // same files, byte for byte (the digest of the unpacked layer is the config's diff_id).
+        const layout = `${dir}/from-docker`;
+        await run("skopeo", ["copy", "--quiet", source, `oci:${layout}:x`]);
+        const blob = (digest: string) => `${layout}/blobs/sha256/${digest.slice("sha256:".length)}`;
+        const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`));
+        const copied = JSON.parse(await Deno.readTextFile(blob(index.manifests[0].digest)));
+        assertEquals(copied.layers.length, 1);
+        const unpacked = createHash("sha256");
+        const file = await Deno.open(blob(copied.layers[0].digest));
+        for await (
+          const chunk of file.readable.pipeThrough(new DecompressionStream("gzip"))
+        ) unpacked.update(chunk);
+        assertEquals(`sha256:${unpacked.digest("hex")}`, expectedConfig.rootfs.diff_ids[0]);
+        await Deno.remove(layout, { recursive: true });
+      },
+    });
+
     const root = `${dir}/root`;
     const idleBundle = await freshBundle(dir, "cli/agent_idle.ts");
     const bundle = await freshBundle(dir);
