@@ -66,7 +66,11 @@ export async function imageBuild(
     const destination = reference.registry === undefined
       ? `REGISTRY/${reference.familiar}`
       : reference.familiar;
-    warn(`push it with: skopeo copy oci-archive:${flags.output} docker://${destination}`);
+    warn(
+      `push it with: skopeo copy ${
+        shellWord(`oci-archive:${flags.output}`)
+      } docker://${destination}`,
+    );
     return 0;
   } catch (error) {
     if (stop.stopped) {
@@ -79,6 +83,22 @@ export async function imageBuild(
     await archive.discard();
     await work?.dispose();
   }
+}
+
+/**
+ * `word` as one shell word, for a command the user copies (a path with
+ * spaces or quotes stays one argument).
+ *
+ * @example
+ * ```ts
+ * import { shellWord } from "./image_build.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(shellWord("oci-archive:out/tcpgadget.tar"), "oci-archive:out/tcpgadget.tar");
+ * assert.equal(shellWord("oci-archive:my image's.tar"), "'oci-archive:my image'\\''s.tar'");
+ * ```
+ */
+export function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 }
 
 function megabytes(bytes: number): string {
