@@ -442,6 +442,8 @@ The image holds tcpgadget (the compiled binary, or Deno and a bundle of the prog
 loader and libraries, and nothing else: its entrypoint is /usr/local/bin/tcpgadget. The same
 program gives the same archive, byte for byte. Push it with, for example:
   skopeo copy oci-archive:tcpgadget-image.tar docker://registry.example/tcpgadget:0.1.0
+and trace a cluster without uploading anything:
+  tcpgadget trace tcp --cluster -A --agent-image registry.example/tcpgadget:0.1.0
 `;
 
 /** Parsed flags of `image build`. */
