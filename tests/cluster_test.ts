@@ -16,7 +16,7 @@
 
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import type { CliRun } from "./helpers/cli.ts";
+import { CliRun } from "./helpers/cli.ts";
 import type { AccessRule } from "./kube_apiserver/mod.ts";
 import {
   assertNothingLeft,
@@ -442,4 +442,85 @@ test("cluster (test API server): errors are one line: kubeconfig, API server, 40
     "tcpgadget: --node-name is for node mode; it cannot be used with --cluster",
   ]);
   await assertNothingLeft(cluster, []);
+});
+
+/** Builds the agent image of this tcpgadget and unpacks its layer into `dir`/root. */
+async function unpackedAgentImage(
+  dir: string,
+): Promise<{ root: string; env: Record<string, string> }> {
+  const archive = `${dir}/image.tar`;
+  const built = await CliRun.run(["image", "build", "--output", archive]);
+  assertEquals(built.code, 0, built.stderr);
+  const layout = `${dir}/layout`;
+  const root = `${dir}/root`;
+  await Deno.mkdir(layout);
+  await Deno.mkdir(root);
+  const untar = (args: string[]) => new Deno.Command("tar", { args }).output();
+  assert((await untar(["-xf", archive, "-C", layout])).success, "the archive unpacks");
+  const blob = (digest: string) => `${layout}/blobs/sha256/${digest.slice("sha256:".length)}`;
+  const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`));
+  const manifest = JSON.parse(await Deno.readTextFile(blob(index.manifests[0].digest)));
+  const config = JSON.parse(await Deno.readTextFile(blob(manifest.config.digest)));
+  assert((await untar(["-xzf", blob(manifest.layers[0].digest), "-C", root])).success);
+  const env = Object.fromEntries(
+    (config.config.Env as string[]).map((
+      line,
+    ) => [line.split("=")[0], line.slice(line.indexOf("=") + 1)]),
+  );
+  return { root, env };
+}
+
+test("cluster (test API server, three nodes): --agent-image: each node's pod runs the image's tcpgadget, the only exec on each is the tracer (nothing copied), events from every node", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tcpgadget-agent-image-" });
+  try {
+    await using cluster = await FakeCluster.start({
+      nodes: [{ name: "node-a" }, { name: "node-b" }, { name: "node-c" }],
+    });
+    const image = "registry.test/tcpgadget:1";
+    // The pods of the image see its program (over this machine's /usr/local/bin and
+    // /opt/tcpgadget) and its Env; its libraries are this machine's own.
+    const { root, env } = await unpackedAgentImage(dir);
+    cluster.api.provideImage(image, {
+      binds: {
+        "/usr/local/bin": `${root}/usr/local/bin`,
+        "/opt/tcpgadget": `${root}/opt/tcpgadget`,
+      },
+      env,
+    });
+    await cluster.workload("default", "web", { container: "client" });
+    const web = await PodActor.start(cluster, "default", "web", "client", "tg-web");
+    const server = await Actor.start("tg-server");
+    const { listener, port } = await listening(server);
+
+    cluster.api.resetRequests();
+    const run = cluster.trace(["--agent-image", image, "-o", "json"]);
+    await tracing(run, 3);
+    const pids = cluster.agentProcesses();
+    const pods = cluster.agentPods().map((name) =>
+      cluster.api.pod(...name.split("/") as [string, string])!
+    );
+    assertEquals(
+      pods.map((pod) => [pod.spec.containers[0].image, pod.spec.containers[0].command]),
+      pods.map(() => [image, ["/usr/local/bin/tcpgadget", "agent", "idle", String(6 * 3600)]]),
+    );
+    const execs = cluster.api.requests.filter((r) => r.subresource === "exec");
+    assertEquals(
+      execs.map((r) => r.query.command.slice(0, 3)),
+      pods.map(() => ["/usr/local/bin/tcpgadget", "trace", "tcp"]),
+    );
+    const sport = await roundTrip(web, server, listener, port);
+    await eventsArrived(run, port, 6);
+    run.child.kill("SIGINT");
+    assertEquals((await run.finish()).code, 0, run.stderr);
+    const who = { namespace: "default", pod: "web", container: "client", actor: web };
+    assertEquals(
+      eventsOnPort(run, port),
+      sorted(podConnection(["node-a", "node-b", "node-c"], who, sport, port)),
+    );
+    assertEquals(lines(run.stderr), ["tcpgadget: tracing TCP connections on 3 nodes"]);
+    await Promise.all([web.stop(), server.stop()]);
+    await assertNothingLeft(cluster, pids);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -34,10 +34,23 @@ export interface KubeletConfig {
   runContainerCommands: boolean;
   /** The pull error message for an image on a node, or undefined if it pulls. */
   imagePullFailure(image: string, node: string): string | undefined;
+  /** The files an image provides to its pods' processes, if the test gave any. */
+  imageFiles?(image: string): ImageFiles | undefined;
   /** Host and port of the API server (for KUBERNETES_SERVICE_* env). */
   apiServer(): { host: string; port: number };
   /** Write kubelet's cgroups and log files on the host (kubelet_files.ts). */
   kubeletFiles?: boolean;
+}
+
+/**
+ * What an image provides to its pods' processes, which otherwise see this
+ * machine's files: directories of an unpacked image bind-mounted over the
+ * host's in the pod's mount namespace (read-only), and the image's Env.
+ */
+export interface ImageFiles {
+  /** Where the pod sees each directory (target) and where it is here (source). */
+  binds: Record<string, string>;
+  env?: Record<string, string>;
 }
 
 /** Default PATH of container processes. */
@@ -364,6 +377,10 @@ class PodRuntime {
     for (const v of this.#pod.spec.volumes ?? []) volumes.set(v.name, v);
     const mounts = new Map<string, MountSpec>();
     for (const c of this.containers.values()) {
+      const image = this.#config.imageFiles?.(String(c.spec.image));
+      for (const [target, source] of Object.entries(image?.binds ?? {})) {
+        mounts.set(target, { kind: "bind", source, target, readOnly: true });
+      }
       for (const vm of c.spec.volumeMounts ?? []) {
         const volume = volumes.get(vm.name);
         if (!volume || !vm.mountPath || mounts.has(vm.mountPath)) continue;
@@ -427,6 +444,7 @@ class PodRuntime {
     const hostIP = nodeAddress(this.#node());
     const api = this.#config.apiServer();
     const env: Record<string, string> = {
+      ...this.#config.imageFiles?.(String(spec.image))?.env,
       PATH: CONTAINER_PATH,
       HOSTNAME: pod.spec.hostNetwork ? this.nodeName : this.name,
       HOME: "/root",

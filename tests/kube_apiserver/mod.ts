@@ -25,6 +25,7 @@ import { canUseMountNamespaces, type SandboxMode } from "./sandbox.ts";
 import { ApiServer, type RequestFault, type RequestMatch, type RequestRecord } from "./server.ts";
 import { type Change, type KubeObject, type ObjectMeta, timestamp } from "./store.ts";
 import type { DropPlan } from "./exec.ts";
+import type { ImageFiles } from "./kubelet.ts";
 
 export type {
   AccessRule,
@@ -38,6 +39,7 @@ export type {
 };
 /** Whether pods can get mount namespaces here (root with util-linux): for skip checks. */
 export { canUseMountNamespaces };
+export type { ImageFiles };
 
 /** A node taint. */
 export interface Taint {
@@ -237,6 +239,12 @@ export interface FakeApiServer extends AsyncDisposable {
    * returns the undo function (the next retry then succeeds).
    */
   failImagePull(image: string | RegExp, message?: string, node?: string): () => void;
+  /**
+   * Makes pods of `image` see its files (directories of an unpacked image
+   * over this machine's, in each pod's mount namespace) and its Env;
+   * returns the undo function. Other images' pods see this machine's files.
+   */
+  provideImage(image: string, files: ImageFiles): () => void;
   /**
    * Breaks the next `count` exec streams: the WebSocket is cut without a
    * close frame (like a lost connection). With an empty plan it is cut
@@ -712,6 +720,10 @@ class FakeApiServerImpl implements FakeApiServer {
 
   restrict(user: string, allow: AccessRule[] | undefined): void {
     this.#server.authorizer.restrict(user, allow);
+  }
+
+  provideImage(image: string, files: ImageFiles): () => void {
+    return this.#server.provideImage(image, files);
   }
 
   failImagePull(image: string | RegExp, message?: string, node?: string): () => void {

@@ -29,7 +29,7 @@ import {
   NAMESPACED,
 } from "./discovery.ts";
 import { type DropPlan, ExecSession, negotiateProtocol } from "./exec.ts";
-import { Kubelets, nodeAddress } from "./kubelet.ts";
+import { type ImageFiles, Kubelets, nodeAddress } from "./kubelet.ts";
 import { applyPodDefaults, generateName, validatePod } from "./pods.ts";
 import { podSecurityViolation } from "./pod_security.ts";
 import { type AccessRule, Authorizer, type RequestAttributes, type UserInfo } from "./rbac.ts";
@@ -258,6 +258,7 @@ export class ApiServer {
   readonly #tokens = new Map<string, UserInfo>();
   readonly #faults = new Set<RequestFault & { remaining: number }>();
   readonly #drops: DropPlan[] = [];
+  readonly #images = new Map<string, ImageFiles>();
   readonly #failingImages = new Set<{ image: string | RegExp; message: string; node?: string }>();
   readonly #watches = new Set<ActiveWatch>();
   readonly #sessions = new Set<ExecSession>();
@@ -286,6 +287,7 @@ export class ApiServer {
       orphanGcMs: settings.orphanGcMs,
       runContainerCommands: settings.runContainerCommands,
       imagePullFailure: (image, node) => this.#imagePullFailure(image, node),
+      imageFiles: (image) => this.#images.get(image),
       apiServer: () => ({ host: "127.0.0.1", port: this.#port }),
       kubeletFiles: settings.kubeletFiles,
     });
@@ -389,6 +391,11 @@ export class ApiServer {
     const key = { image, message, node };
     this.#failingImages.add(key);
     return () => this.#failingImages.delete(key);
+  }
+
+  provideImage(image: string, files: ImageFiles): () => void {
+    this.#images.set(image, files);
+    return () => this.#images.delete(image);
   }
 
   #imagePullFailure(image: string, node: string): string | undefined {
