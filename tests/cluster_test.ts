@@ -16,7 +16,8 @@
 
 import { Actor } from "./helpers/actors.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { CliRun } from "./helpers/cli.ts";
+import type { CliRun } from "./helpers/cli.ts";
+import { unpackedAgentImage } from "./helpers/agent_image.ts";
 import type { AccessRule } from "./kube_apiserver/mod.ts";
 import {
   assertNothingLeft,
@@ -444,32 +445,6 @@ test("cluster (test API server): errors are one line: kubeconfig, API server, 40
   await assertNothingLeft(cluster, []);
 });
 
-/** Builds the agent image of this tcpgadget and unpacks its layer into `dir`/root. */
-async function unpackedAgentImage(
-  dir: string,
-): Promise<{ root: string; env: Record<string, string> }> {
-  const archive = `${dir}/image.tar`;
-  const built = await CliRun.run(["image", "build", "--output", archive]);
-  assertEquals(built.code, 0, built.stderr);
-  const layout = `${dir}/layout`;
-  const root = `${dir}/root`;
-  await Deno.mkdir(layout);
-  await Deno.mkdir(root);
-  const untar = (args: string[]) => new Deno.Command("tar", { args }).output();
-  assert((await untar(["-xf", archive, "-C", layout])).success, "the archive unpacks");
-  const blob = (digest: string) => `${layout}/blobs/sha256/${digest.slice("sha256:".length)}`;
-  const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`));
-  const manifest = JSON.parse(await Deno.readTextFile(blob(index.manifests[0].digest)));
-  const config = JSON.parse(await Deno.readTextFile(blob(manifest.config.digest)));
-  assert((await untar(["-xzf", blob(manifest.layers[0].digest), "-C", root])).success);
-  const env = Object.fromEntries(
-    (config.config.Env as string[]).map((
-      line,
-    ) => [line.split("=")[0], line.slice(line.indexOf("=") + 1)]),
-  );
-  return { root, env };
-}
-
 test("cluster (test API server, three nodes): --agent-image: each node's pod runs the image's tcpgadget, the only exec on each is the tracer (nothing copied), events from every node", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tcpgadget-agent-image-" });
   try {
@@ -479,14 +454,7 @@ test("cluster (test API server, three nodes): --agent-image: each node's pod run
     const image = "registry.test/tcpgadget:1";
     // The pods of the image see its program (over this machine's /usr/local/bin and
     // /opt/tcpgadget) and its Env; its libraries are this machine's own.
-    const { root, env } = await unpackedAgentImage(dir);
-    cluster.api.provideImage(image, {
-      binds: {
-        "/usr/local/bin": `${root}/usr/local/bin`,
-        "/opt/tcpgadget": `${root}/opt/tcpgadget`,
-      },
-      env,
-    });
+    cluster.api.provideImage(image, await unpackedAgentImage(dir));
     await cluster.workload("default", "web", { container: "client" });
     const web = await PodActor.start(cluster, "default", "web", "client", "tg-web");
     const server = await Actor.start("tg-server");

@@ -5,11 +5,12 @@
  * every node tracing, and its peak RSS; for this design (one upload from
  * the client, copies between agents) and, as the reference row, for the
  * design before it (an upload per node, 4 at a time: the commit
- * REFERENCE_COMMIT, taken from git). Prints figures; passes or fails
- * nothing.
+ * REFERENCE_COMMIT, taken from git), and for an image that holds
+ * tcpgadget (--agent-image: the fake pods see its files; nothing is
+ * pulled). Prints figures; passes or fails nothing.
  *
- *   deno task bench:cluster [--nodes 1,4,16,32] [--rate 10] [--designs one-upload,per-node]
- *     [--no-codecs]
+ *   deno task bench:cluster [--nodes 1,4,16,32] [--rate 10]
+ *     [--designs one-upload,per-node,agent-image] [--no-codecs] [--real]
  *
  * The client runs in a network namespace of its own, linked to this one by
  * a veth pair shaped with tbf to --rate MB/s each way; the API server (here
@@ -37,6 +38,7 @@ import { clusterSkipReason } from "../helpers/cluster.ts";
 import { type FakeApiServer, startFakeApiServer } from "../kube_apiserver/mod.ts";
 import { machineDescription, peakRssBytes } from "./procfs.ts";
 import { forgetImages, Registry, registrySkipReason } from "../helpers/registry.ts";
+import { unpackedAgentImage } from "../helpers/agent_image.ts";
 import { state as testClusterState } from "../real_cluster/layout.ts";
 
 /** The last commit of the design with one upload per node (4 at a time, not packed). */
@@ -53,7 +55,9 @@ design and the one before (one upload per node). Then the codecs. Needs root.
 Options:
   --nodes N,...     node counts (default 1,4,16,32)
   --rate MB/s       the client's link, each way (default 10)
-  --designs A,...   one-upload (this one), per-node (the reference; default both)
+  --designs A,...   one-upload (this one), per-node (the reference), agent-image (an image
+                    of tcpgadget, --agent-image: its files given to the fake pods, no pull;
+                    default all three)
   --no-codecs       skip the codec measurements
   --timeline        print each line of the client's stderr with when it came
   --real            also on the real test cluster (TCPGADGET_E2E_KUBECONFIG, deno task
@@ -68,6 +72,8 @@ interface Design {
   command: string[];
   /** Added to `trace tcp --cluster`. */
   args?: string[];
+  /** Sets up the fake API server before the client starts. */
+  prepare?(api: FakeApiServer): void;
 }
 
 interface Measured {
@@ -173,6 +179,7 @@ async function measure(design: Design, nodes: number, rate: number): Promise<Mea
   await using api = await startFakeApiServer({
     nodes: Array.from({ length: nodes }, (_, i) => ({ name: `node-${i}` })),
   });
+  design.prepare?.(api);
   return await measureThrough(
     { kubeconfig: await api.kubeconfig(), url: api.url, port: api.port, dir: api.dir },
     design,
@@ -460,7 +467,7 @@ async function main(): Promise<number> {
     options: {
       nodes: { type: "string", default: "1,4,16,32" },
       rate: { type: "string", default: "10" },
-      designs: { type: "string", default: "one-upload,per-node" },
+      designs: { type: "string", default: "one-upload,per-node,agent-image" },
       "no-codecs": { type: "boolean", default: false },
       timeline: { type: "boolean", default: false },
       real: { type: "boolean", default: false },
@@ -495,6 +502,18 @@ async function main(): Promise<number> {
       designs.push({ name: "per-node", command: [Deno.execPath(), "run", "-A", checkout.mod] });
     }
   }
+  let imageDir: string | undefined;
+  if (wanted.includes("agent-image")) {
+    imageDir = await Deno.makeTempDir({ prefix: "tcpgadget-bench-image-" });
+    const files = await unpackedAgentImage(imageDir);
+    const image = "tcpgadget-bench/tcpgadget:1";
+    designs.push({
+      name: "agent-image",
+      command: [Deno.execPath(), "run", "-A", `${REPO}mod.ts`],
+      args: ["--agent-image", image],
+      prepare: (api) => api.provideImage(image, files),
+    });
+  }
   const results: Measured[] = [];
   try {
     for (const design of designs) {
@@ -524,6 +543,7 @@ async function main(): Promise<number> {
     }
   } finally {
     if (reference) await Deno.remove(reference.dir, { recursive: true });
+    if (imageDir) await Deno.remove(imageDir, { recursive: true });
   }
 
   if (results.length > 0) {
