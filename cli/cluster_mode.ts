@@ -202,6 +202,7 @@ async function runCluster(
       runId: randomRunId(),
       image: flags.agentImage ?? flags.image ?? DEFAULT_AGENT_IMAGE,
       program: flags.agentImage !== undefined ? AGENT_IMAGE_PROGRAM : undefined,
+      imagePullSecrets: flags.imagePullSecrets,
       deadlineSeconds: flags.timeout !== undefined
         ? Math.ceil(flags.timeout) + 600
         : DEFAULT_DEADLINE_SECONDS,

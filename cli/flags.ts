@@ -45,6 +45,8 @@ export interface TraceFlags {
   image?: string;
   /** Image that holds tcpgadget (`tcpgadget image build`): nothing uploaded (cluster mode). */
   agentImage?: string;
+  /** Secrets the agent pods pull their image with (imagePullSecrets; cluster mode). */
+  imagePullSecrets?: string[];
   /** Internal, node mode in an agent pod: the pid file by which it stops an earlier agent. */
   agentPidFile?: string;
   /** Copies of tcpgadget at once from one sender: this machine, or an agent (cluster mode). */
@@ -81,6 +83,7 @@ const OPTIONS = {
   "agent-namespace": { type: "string" },
   image: { type: "string" },
   "agent-image": { type: "string" },
+  "image-pull-secret": { type: "string" },
   "agent-pid-file": { type: "string" },
   "max-parallel-uploads": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
@@ -117,6 +120,7 @@ const FIELDS = {
   "agent-namespace": "agentNamespace",
   image: "image",
   "agent-image": "agentImage",
+  "image-pull-secret": "imagePullSecrets",
   "agent-pid-file": "agentPidFile",
   "max-parallel-uploads": "maxParallelUploads",
   help: "help",
@@ -158,6 +162,8 @@ Cluster mode (from anywhere with a kubeconfig; nothing to install):
                              (default: debian:bookworm-slim)
       --agent-image IMAGE    agent pod image that holds tcpgadget ('tcpgadget image build'):
                              nothing is copied
+      --image-pull-secret NAME,...  secrets of the agent namespace the pods pull their image
+                             with (a private registry)
       --max-parallel-uploads N  copies of tcpgadget at once from this machine, and from each
                              agent to others (default 4)
   In cluster mode, -n defaults to the context's namespace; -A traces every namespace (host
@@ -243,6 +249,13 @@ export function parseTraceFlags(args: string[]): TraceFlags {
     flags.nodes = values.node.split(",").map((n) => n.trim()).filter(Boolean);
     if (flags.nodes.length === 0) throw new UsageError("--node needs at least one node name");
   }
+  if (values["image-pull-secret"] !== undefined) {
+    flags.imagePullSecrets = values["image-pull-secret"].split(",").map((n) => n.trim())
+      .filter(Boolean);
+    if (flags.imagePullSecrets.length === 0) {
+      throw new UsageError("--image-pull-secret needs at least one secret name");
+    }
+  }
   if (flags.namespace !== undefined && flags.allNamespaces) {
     throw new UsageError("--namespace and --all-namespaces cannot be used together");
   }
@@ -313,6 +326,7 @@ function checkClusterFlags(flags: TraceFlags, hostRootGiven: boolean): void {
     ["--agent-namespace", flags.agentNamespace !== undefined],
     ["--image", flags.image !== undefined],
     ["--agent-image", flags.agentImage !== undefined],
+    ["--image-pull-secret", flags.imagePullSecrets !== undefined],
     ["--max-parallel-uploads", flags.maxParallelUploads !== undefined],
   ].find(([, given]) => given);
   if (clusterOnly) throw new UsageError(`${clusterOnly[0]} needs --cluster`);

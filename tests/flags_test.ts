@@ -99,6 +99,15 @@ Deno.test("flags: --agent-image leaves nothing to upload: --image and --max-para
       `${name} is for the upload; with --agent-image nothing is uploaded`,
     );
   }
+  assertEquals(
+    parseTraceFlags([...image, "--image-pull-secret", "a, b"]).imagePullSecrets,
+    ["a", "b"],
+  );
+  assertThrows(
+    () => parseTraceFlags(["--cluster", "--image-pull-secret", ","]),
+    UsageError,
+    "--image-pull-secret needs at least one secret name",
+  );
   assertThrows(
     () => parseTraceFlags(["--cluster", "--agent-image="]),
     UsageError,
@@ -120,6 +129,7 @@ Deno.test("flags: cluster-only flags are refused in node mode, node-only ones in
     [["--image", "debian"], "--image needs --cluster"],
     [["--max-parallel-uploads", "2"], "--max-parallel-uploads needs --cluster"],
     [["--agent-image", "registry.local/tcpgadget:1"], "--agent-image needs --cluster"],
+    [["--image-pull-secret", "regcred"], "--image-pull-secret needs --cluster"],
   ];
   for (const [args, message] of clusterOnly) {
     assertThrows(() => parseTraceFlags(args), UsageError, message);
@@ -207,6 +217,7 @@ Deno.test("flags: every flag written by traceArgs parses back to the same flags"
     nodes: ["-a", "b"],
     agentNamespace: "-agents",
     image: "--image:1",
+    imagePullSecrets: ["-regcred", "other"],
     maxParallelUploads: 3,
   };
   const { image: ____, maxParallelUploads: _____, ...imageless } = cluster;

@@ -149,3 +149,68 @@ realClusterTest(
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
+
+realClusterTest(
+  FILE,
+  "real cluster: --agent-image from a registry that needs a password: refused without --image-pull-secret (one line saying so), pulled with it",
+  { local: true, registry: true },
+  async () => {
+    await using cluster = new RealCluster();
+    const sfx = cluster.suffix;
+    const dir = await Deno.makeTempDir({ prefix: "tcpgadget-agent-image-test-" });
+    cluster.defer(() => Deno.remove(dir, { recursive: true }));
+    const archive = `${dir}/tcpgadget-image.tar`;
+    const built = await CliRun.run(["image", "build", "--output", archive]);
+    assertEquals(built.code, 0, built.stderr);
+    await using registry = await Registry.start({ user: "ci", password: `pw-${sfx}` });
+    const repository = `tcpgadget-e2e-${sfx}`;
+    await registry.push(archive, `${repository}:private`);
+    registry.declareTo(state.registryHosts);
+    cluster.defer(() => forgetImages(state.containerdSocket, `${registry.host}/`));
+    const image = `${registry.host}/${repository}:private`;
+
+    // The pull secret, in the agent namespace (the kubelet reads it there).
+    const namespace = await cluster.agentNamespace();
+    await cluster.core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: "registry-ci" },
+        type: "kubernetes.io/dockerconfigjson",
+        data: { ".dockerconfigjson": btoa(registry.dockerConfigJson()) },
+      },
+    });
+
+    const refused = await cluster.startRun(["--agent-image", image, "-A"]);
+    assertEquals((await refused.run.finish(START_TIMEOUT_MS)).code, 1, refused.run.stderr);
+    const [node] = await cluster.readyNodes();
+    const [pullLine, ...rest] = stderrLines(refused.run.stderr);
+    assertMatch(
+      pullLine,
+      new RegExp(
+        `^tcpgadget: node ${node}: cannot pull image "${
+          escape(image)
+        }": .*401 Unauthorized.* \\(--agent-image names another image, or its registry needs --image-pull-secret\\)$`,
+      ),
+    );
+    assertEquals(rest, ["tcpgadget: no node could be traced (the node failed)"]);
+
+    const pulled = await cluster.startRun([
+      "--agent-image",
+      image,
+      "--image-pull-secret",
+      "registry-ci",
+      "-A",
+      "-o",
+      "json",
+    ]);
+    await tracingOneNode(pulled.run);
+    const [agentPod] = await cluster.agentPodObjects(pulled.runId);
+    assertEquals(JSON.parse(JSON.stringify(agentPod.spec!.imagePullSecrets)), [{
+      name: "registry-ci",
+    }]);
+    pulled.run.child.kill("SIGINT");
+    assertEquals((await pulled.run.finish(60_000)).code, 0, pulled.run.stderr);
+    assertEquals(stderrLines(pulled.run.stderr), ["tcpgadget: tracing TCP connections on 1 node"]);
+    assertEquals(await cluster.agentPods(pulled.runId), []);
+  },
+);

@@ -91,6 +91,7 @@ const SELECTION_OPTIONS = {
   "agent-namespace": { type: "string" },
   image: { type: "string" },
   "agent-image": { type: "string" },
+  "image-pull-secret": { type: "string" },
   // Node mode in a pod (as a DaemonSet would run it), and tests' fake nodes.
   "host-root": { type: "string" },
   "node-name": { type: "string" },
@@ -343,7 +344,7 @@ const SELECTION_HELP = `Pods (as in trace tcp; default in node mode: every proce
       --node NAME,...        these nodes (cluster mode)
       --cluster              every node of the kubeconfig's cluster
       --kubeconfig PATH, --context NAME, --agent-namespace NS, --image IMAGE,
-      --agent-image IMAGE    as in trace tcp
+      --agent-image IMAGE, --image-pull-secret NAME,...   as in trace tcp
       --host-root PATH, --node-name NAME, --in-cluster   node mode in a pod, as in trace tcp`;
 
 const EXIT_HELP =

@@ -54,6 +54,8 @@ export interface AgentPodOptions {
   program?: string;
   /** activeDeadlineSeconds: the most the pod can live. */
   deadlineSeconds: number;
+  /** Secrets of the pod's namespace that its image is pulled with. */
+  imagePullSecrets?: string[];
 }
 
 /** The name of a run's pod for one node. */
@@ -100,6 +102,9 @@ export function agentPod(options: AgentPodOptions): k8s.V1Pod {
       activeDeadlineSeconds: options.deadlineSeconds,
       terminationGracePeriodSeconds: 1,
       tolerations: [{ operator: "Exists" }],
+      ...(options.imagePullSecrets?.length
+        ? { imagePullSecrets: options.imagePullSecrets.map((name) => ({ name })) }
+        : {}),
       containers: [{
         name: "agent",
         image: options.image,

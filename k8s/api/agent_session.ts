@@ -41,6 +41,8 @@ export interface AgentRun {
   image: string;
   /** Where `image` holds tcpgadget (--agent-image); none: it is uploaded. */
   program?: string;
+  /** Secrets the pods pull `image` with. */
+  imagePullSecrets?: string[];
   /** activeDeadlineSeconds of the pods: the most they live. */
   deadlineSeconds: number;
   /** The node-mode arguments the agent on `node` runs with. */
@@ -119,7 +121,8 @@ export class AgentSession {
 
   /** Creates the pod (an error here is the same on every node: it ends the run). */
   async create(): Promise<void> {
-    const { client, namespace, runId, image, program, deadlineSeconds } = this.#run;
+    const { client, namespace, runId, image, program, deadlineSeconds, imagePullSecrets } =
+      this.#run;
     try {
       await client.call(
         { verb: "create", resource: "pods", namespace },
@@ -134,6 +137,7 @@ export class AgentSession {
               image,
               program,
               deadlineSeconds,
+              imagePullSecrets,
             }),
           }),
       );

@@ -32,6 +32,12 @@ import type * as k8s from "@kubernetes/client-node";
  *   podFailure(pod, "nope:1", "/usr/local/bin/tcpgadget"),
  *   'cannot pull image "nope:1": not found (--agent-image names another image)',
  * );
+ * pod.status.containerStatuses[0].state.waiting.message = "... 401 Unauthorized";
+ * assert.deepEqual(
+ *   podFailure(pod, "nope:1"),
+ *   'cannot pull image "nope:1": ... 401 Unauthorized ' +
+ *     "(--image names another image, or its registry needs --image-pull-secret)",
+ * );
  * ```
  */
 export function podFailure(
@@ -48,7 +54,12 @@ export function podFailure(
       // The back-off repeats the pull's error after its own words.
       const why = (waiting?.message ?? reason)
         .replace(/^Back-off pulling image "[^"]*": (ErrImagePull: )?/, "");
-      return `cannot pull image "${image}": ${why} (${flag} names another image)`;
+      // A registry that refuses who asks: the pods need a pull secret.
+      const refused = /\b(401|403)\b|unauthori[sz]ed|authorization failed|no basic auth/i.test(why);
+      const hint = refused
+        ? `${flag} names another image, or its registry needs --image-pull-secret`
+        : `${flag} names another image`;
+      return `cannot pull image "${image}": ${why} (${hint})`;
     }
     if (/^(CreateContainerError|CreateContainerConfigError|RunContainerError)$/.test(reason)) {
       return `cannot start the agent container (${reason}: ${waiting?.message ?? ""})${

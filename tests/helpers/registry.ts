@@ -1,11 +1,14 @@
 /**
  * A real container registry on loopback for the tests: Debian's
  * `docker-registry` (the CNCF Distribution registry), plain HTTP, its
- * storage in a temporary directory; images pushed to it with `skopeo`.
- * Removed, process and storage, when disposed.
+ * storage in a temporary directory, open or behind a user and password
+ * (htpasswd, bcrypt); images pushed to it with `skopeo`. Removed, process
+ * and storage, when disposed.
  *
  * @module
  */
+
+import bcrypt from "bcryptjs";
 
 const REGISTRY = "/usr/bin/docker-registry";
 
@@ -60,10 +63,22 @@ export class Registry implements AsyncDisposable {
     this.#child = child;
   }
 
-  /** Starts a registry and waits until it answers `/v2/`. */
-  static async start(): Promise<Registry> {
+  /** The user and password it requires, if any. */
+  credentials: { user: string; password: string } | undefined;
+
+  /**
+   * Starts a registry, which requires `credentials` if given, and waits
+   * until it answers `/v2/`.
+   */
+  static async start(credentials?: { user: string; password: string }): Promise<Registry> {
     const dir = await Deno.makeTempDir({ prefix: "tcpgadget-registry-" });
     const host = `127.0.0.1:${freePort()}`;
+    if (credentials) {
+      Deno.writeTextFileSync(
+        `${dir}/htpasswd`,
+        `${credentials.user}:${bcrypt.hashSync(credentials.password, 4)}\n`,
+      );
+    }
     Deno.writeTextFileSync(
       `${dir}/config.yml`,
       [
@@ -77,6 +92,9 @@ export class Registry implements AsyncDisposable {
         "    enabled: true",
         "http:",
         `  addr: ${host}`,
+        ...(credentials
+          ? ["auth:", "  htpasswd:", "    realm: tcpgadget-test", `    path: ${dir}/htpasswd`]
+          : []),
         "",
       ].join("\n"),
     );
@@ -87,6 +105,7 @@ export class Registry implements AsyncDisposable {
       stderr: "piped",
     }).spawn();
     const registry = new Registry(host, dir, child);
+    registry.credentials = credentials;
     let stderr = "";
     const reading = (async () => {
       for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
@@ -98,7 +117,7 @@ export class Registry implements AsyncDisposable {
       try {
         const response = await fetch(`http://${host}/v2/`);
         await response.body?.cancel();
-        if (response.status === 200) return registry;
+        if (response.status === (credentials ? 401 : 200)) return registry;
       } catch {
         // not listening yet
       }
@@ -120,6 +139,9 @@ export class Registry implements AsyncDisposable {
       "copy",
       "--quiet",
       "--dest-tls-verify=false",
+      ...(this.credentials
+        ? [`--dest-creds=${this.credentials.user}:${this.credentials.password}`]
+        : []),
       "--digestfile",
       digestFile,
       `oci-archive:${archive}`,
@@ -136,10 +158,21 @@ export class Registry implements AsyncDisposable {
       await run("skopeo", [
         "inspect",
         "--tls-verify=false",
+        ...(this.credentials
+          ? [`--creds=${this.credentials.user}:${this.credentials.password}`]
+          : []),
         `docker://${this.host}/${repositoryTag}`,
       ]),
     );
     return inspected.Digest;
+  }
+
+  /** A `kubernetes.io/dockerconfigjson` Secret's data for its credentials. */
+  dockerConfigJson(): string {
+    const { user, password } = this.credentials!;
+    return JSON.stringify({
+      auths: { [this.host]: { username: user, password, auth: btoa(`${user}:${password}`) } },
+    });
   }
 
   /**
