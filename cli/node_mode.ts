@@ -10,6 +10,7 @@
  * @module
  */
 
+import { takeOverPidFile } from "../core/pid_file.ts";
 import type { TracerOptions } from "../core/tracer.ts";
 import type { TcpEvent } from "../core/event.ts";
 import { TcpgadgetError, UsageError } from "../core/errors.ts";
@@ -28,7 +29,6 @@ import type { TraceFlags } from "./flags.ts";
 import { EventPipeline, writeTo } from "./pipeline.ts";
 import { DEFAULT_IO, type TraceIo } from "./run_io.ts";
 import { StopControl } from "./stop_control.ts";
-import { takeOverPidFile } from "../core/pid_file.ts";
 import { EventSources } from "./event_sources.ts";
 import { readEvents } from "./read_events.ts";
 

@@ -771,13 +771,10 @@ Deno.test({
       // A 4 MB file system for the output; what is left in it is listed after the build.
       const result = await CliRun.run(["image", "build", "--output", `${dir}/a.tar`], {
         wrapper: [
-          "unshare",
-          "--mount",
-          "--propagation",
-          "private",
+          ...inPrivateMounts(`mount -t tmpfs -o size=4m tgtest ${dir}`),
           "sh",
           "-c",
-          `mount -t tmpfs -o size=4m tgtest ${dir} && "$@"; status=$?; ls -A ${dir}; exit $status`,
+          `"$@"; status=$?; ls -A ${dir}; exit $status`,
           "sh",
         ],
       });

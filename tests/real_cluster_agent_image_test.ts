@@ -44,15 +44,10 @@ realClusterTest(
   async () => {
     await using cluster = new RealCluster();
     const sfx = cluster.suffix;
-    const dir = await Deno.makeTempDir({ prefix: "tcpgadget-agent-image-test-" });
-    cluster.defer(() => Deno.remove(dir, { recursive: true }));
+    const { dir, archive } = await builtImage(cluster);
     // The run's own temporary directory: it must stay empty (no payload made).
     const tmp = `${dir}/tmp`;
     Deno.mkdirSync(tmp);
-
-    const archive = `${dir}/tcpgadget-image.tar`;
-    const built = await CliRun.run(["image", "build", "--output", archive]);
-    assertEquals(built.code, 0, built.stderr);
     await using registry = await Registry.start();
     const repository = `tcpgadget-e2e-${sfx}`;
     const digest = await registry.push(archive, `${repository}:test`);
@@ -146,6 +141,19 @@ realClusterTest(
   },
 );
 
+/**
+ * The image of this tcpgadget, built as a user builds it, in a directory
+ * of the test's (removed with it): the directory and the archive.
+ */
+async function builtImage(cluster: RealCluster): Promise<{ dir: string; archive: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "tcpgadget-agent-image-test-" });
+  cluster.defer(() => Deno.remove(dir, { recursive: true }));
+  const archive = `${dir}/tcpgadget-image.tar`;
+  const built = await CliRun.run(["image", "build", "--output", archive]);
+  assertEquals(built.code, 0, built.stderr);
+  return { dir, archive };
+}
+
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
@@ -157,11 +165,7 @@ realClusterTest(
   async () => {
     await using cluster = new RealCluster();
     const sfx = cluster.suffix;
-    const dir = await Deno.makeTempDir({ prefix: "tcpgadget-agent-image-test-" });
-    cluster.defer(() => Deno.remove(dir, { recursive: true }));
-    const archive = `${dir}/tcpgadget-image.tar`;
-    const built = await CliRun.run(["image", "build", "--output", archive]);
-    assertEquals(built.code, 0, built.stderr);
+    const { archive } = await builtImage(cluster);
     await using registry = await Registry.start({ user: "ci", password: `pw-${sfx}` });
     const repository = `tcpgadget-e2e-${sfx}`;
     await registry.push(archive, `${repository}:private`);

@@ -9,27 +9,14 @@
  */
 
 import bcrypt from "bcryptjs";
+import { hasCommand } from "./privileges.ts";
 
 const REGISTRY = "/usr/bin/docker-registry";
 
-function has(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-function onPath(command: string): boolean {
-  return (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":").some((dir) =>
-    has(`${dir}/${command}`)
-  );
-}
-
 /** Why a registry cannot be run here, or undefined. */
 export function registrySkipReason(): string | undefined {
-  if (!has(REGISTRY)) return `${REGISTRY} is missing (apt-get install docker-registry)`;
-  if (!onPath("skopeo")) return "skopeo is missing (apt-get install skopeo)";
+  if (!hasCommand(REGISTRY)) return `${REGISTRY} is missing (apt-get install docker-registry)`;
+  if (!hasCommand("skopeo")) return "skopeo is missing (apt-get install skopeo)";
   return undefined;
 }
 
